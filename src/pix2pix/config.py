@@ -1,0 +1,184 @@
+"""One typed configuration for a training run, with the paper's defaults, and the presets.
+
+Every field is a command-line flag (`--lambda-l1`, `--receptive-field`, ...) and a key in a
+preset file. Defaults are those of Isola et al. 2016 (arXiv 1611.07004v3) unless stated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+OBJECTIVE_TERMS = ("l1", "l2", "gan", "cgan")
+GENERATORS = ("unet", "resnet")
+GAN_MODES = ("vanilla", "lsgan")
+PREPROCESS = ("resize_and_crop", "crop", "resize", "none")
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+def opt(default: Any, help: str, **choices: Any) -> Any:
+    """A config field with its help text (shown by `pix2pix train --help`)."""
+    return field(default=default, metadata={"help": help, **choices})
+
+
+@dataclass
+class TrainConfig:
+    # --- data (appendix 6.2) ---
+    data: str = opt("", "dataset folder in the aligned layout (train/, val/ or test/), or builtin:shapes")
+    direction: str = opt("AtoB", "AtoB: left half -> right half; BtoA: right -> left", choices=DIRECTIONS)
+    in_channels: int = opt(3, "channels of the input image x (1 for grayscale / L of Lab)")
+    out_channels: int = opt(3, "channels of the output image y (2 for ab of Lab, colorization)")
+    preprocess: str = opt(
+        "resize_and_crop",
+        "resize_and_crop: resize to load_size then random crop to crop_size (the paper's random jitter); "
+        "crop: random crop only; resize: resize to crop_size (no jitter); none: full size",
+        choices=PREPROCESS,
+    )
+    load_size: int = opt(286, "random jitter: resize 256 -> 286 ... (appendix 6.2)")
+    crop_size: int = opt(256, "... then random crop back to 256 (appendix 6.2)")
+    flip: bool = opt(True, "random mirroring, the same for input and target (appendix 6.2)")
+    workers: int = opt(2, "data loading processes (0 = in the training process)")
+
+    # --- networks (appendix 6.1) ---
+    generator: str = opt("unet", "unet (the paper's) or resnet (the reference code's)", choices=GENERATORS)
+    skips: bool = opt(True, "U-Net skips; off gives the paper's encoder-decoder (Table 2)")
+    unet_depth: int = opt(0, "U-Net down/up levels; 0 = log2(crop_size): 8 at 256 px, 7 at 128 px")
+    resnet_blocks: int = opt(9, "residual blocks of the resnet generator (6 or 9 in the reference code)")
+    g_channels: int = opt(64, "generator filters in the first layer (ngf, appendix 6.1)")
+    d_channels: int = opt(64, "discriminator filters in the first layer (ndf, appendix 6.1)")
+    norm: str = opt("batch", "normalisation: batch (paper), instance or none", choices=("batch", "instance", "none"))
+    dropout: float = opt(0.5, "dropout in the first 3 decoder levels, the noise z (section 3.1)")
+    innermost_norm: bool = opt(False, "normalise the 1x1 bottleneck as published; the paper's errata removes it")
+    receptive_field: int = opt(70, "PatchGAN receptive field: 1 (PixelGAN), 16, 70 (paper), 286 (ImageGAN); Table 3")
+
+    # --- objective (section 3.1, Table 1) ---
+    objective: str = opt(
+        "l1+cgan",
+        "terms joined by '+': l1, l2, gan (unconditional D) or cgan (D sees the input); "
+        "Table 1 rows: l1, gan, cgan, l1+gan, l1+cgan",
+    )
+    lambda_l1: float = opt(100.0, "weight of the reconstruction term(s), lambda in eq. 4")
+    gan_mode: str = opt("vanilla", "vanilla (the paper's log loss, non-saturating G) or lsgan", choices=GAN_MODES)
+
+    # --- optimisation (section 3.3) ---
+    lr: float = opt(2e-4, "Adam learning rate (section 3.3)")
+    beta1: float = opt(0.5, "Adam beta1 (section 3.3)")
+    beta2: float = opt(0.999, "Adam beta2 (section 3.3)")
+    batch_size: int = opt(1, "images per step; 1 for most experiments, 4 or 10 for some (appendix 6.2)")
+    epochs: int = opt(100, "epochs at the initial learning rate (reference code: 100 + 100 = 200)")
+    epochs_decay: int = opt(100, "epochs of linear decay of the learning rate to zero")
+    l1_warmup_epochs: int = opt(0, "epochs of reconstruction-only generator training before the adversarial phase")
+    max_steps: int = opt(0, "stop after this many steps (0: run the whole schedule)")
+    seed: int = opt(0, "seed of weights, data order, jitter and dropout")
+    deterministic: bool = opt(False, "deterministic algorithms (bitwise-reproducible runs; slower on GPU)")
+    device: str = opt("auto", "auto (cuda if present), cpu, cuda, cuda:N")
+
+    # --- run bookkeeping ---
+    log_every: int = opt(10, "steps between JSONL log lines")
+    sample_every: int = opt(500, "steps between sample grids (input | output | target) of fixed val images")
+    num_samples: int = opt(4, "validation images in each sample grid")
+    checkpoint_every: int = opt(500, "steps between checkpoints (also written at each epoch end and at the end)")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name} = {getattr(self, f.name)!r}: choose one of {list(choices)}")
+        parse_objective(self.objective)
+        if self.receptive_field not in (1, 16, 34, 70, 142, 286):
+            raise ValueError(f"receptive_field = {self.receptive_field}: choose one of 1, 16, 34, 70, 142, 286")
+        if self.preprocess == "resize_and_crop" and self.load_size < self.crop_size:
+            raise ValueError(f"load_size {self.load_size} is smaller than crop_size {self.crop_size}")
+        for name in ("batch_size", "crop_size", "in_channels", "out_channels", "g_channels", "d_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def depth(self) -> int:
+        """U-Net levels: as given, else the number that brings crop_size to 1x1."""
+        if self.unet_depth:
+            return self.unet_depth
+        from .networks import unet_depth_for_size
+
+        return unet_depth_for_size(self.crop_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}")
+        for key, value in values.items():
+            expected = type(known[key].default)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ValueError(f"{source}: {key} = {value!r} should be a {expected.__name__}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Which terms G is trained with. adversarial: None (no D at all), 'gan' or 'cgan'."""
+
+    l1: bool
+    l2: bool
+    adversarial: str | None
+
+    @property
+    def conditional(self) -> bool:
+        return self.adversarial == "cgan"
+
+
+def parse_objective(name: str) -> Objective:
+    """'l1+cgan' -> Objective(l1=True, l2=False, adversarial='cgan'). Table 1 names all parse."""
+    terms = [t.strip().lower() for t in name.split("+")]
+    bad = [t for t in terms if t not in OBJECTIVE_TERMS]
+    if bad or not terms or len(set(terms)) != len(terms):
+        raise ValueError(f"objective {name!r}: use terms from {OBJECTIVE_TERMS} joined by '+', e.g. l1+cgan")
+    if "gan" in terms and "cgan" in terms:
+        raise ValueError(f"objective {name!r}: choose gan (unconditional) or cgan (conditional), not both")
+    adversarial = "cgan" if "cgan" in terms else "gan" if "gan" in terms else None
+    return Objective(l1="l1" in terms, l2="l2" in terms, adversarial=adversarial)
+
+
+# --- presets: TOML files shipped in pix2pix/presets, keys are TrainConfig fields ---
+
+
+def list_presets() -> list[str]:
+    folder = resources.files("pix2pix") / "presets"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    """Preset values by shipped name (`cityscapes_label2photo`) or by path to a .toml file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or "/" in name_or_path:
+        if not path.is_file():
+            raise FileNotFoundError(f"preset file {path} does not exist")
+        text, source = path.read_text(), str(path)
+    else:
+        shipped = resources.files("pix2pix") / "presets" / f"{name_or_path}.toml"
+        if not shipped.is_file():
+            raise ValueError(f"unknown preset {name_or_path!r}; shipped presets: {', '.join(list_presets())}")
+        text, source = shipped.read_text(), f"preset {name_or_path}"
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{source}: not valid TOML: {err}") from None
+    values.pop("description", None)
+    values.pop("paper", None)
+    TrainConfig.from_dict(values, source)  # report a bad key or type now, naming the file
+    return values

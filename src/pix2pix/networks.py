@@ -1,0 +1,293 @@
+"""The paper's networks (appendix 6.1): U-Net / encoder-decoder generator, PatchGAN discriminator.
+
+Also the ResNet generator of the reference PyTorch code, which many users train with.
+
+Notation: Ck = Conv-Norm-ReLU with k filters, CDk = Conv-Norm-Dropout(0.5)-ReLU; every conv is
+4x4 with stride 2; encoder and discriminator ReLUs are leaky (slope 0.2), decoder ReLUs are not.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import nn
+
+NORMS = {
+    # batch: the paper's choice; with batch 1 at test time it acts as instance norm (section 3.3)
+    "batch": functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True),
+    "instance": functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False),
+    "none": lambda channels: nn.Identity(),
+}
+
+# Receptive field of the PatchGAN (section 4.4, Table 3) -> number of stride-2 conv layers
+# of the reference NLayerDiscriminator. 1 is the PixelGAN (1x1 convs), a different net.
+PATCH_LAYERS = {16: 1, 34: 2, 70: 3, 142: 4, 286: 5}
+RECEPTIVE_FIELDS = (1, *PATCH_LAYERS)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind not in NORMS:
+        raise ValueError(f"unknown norm {kind!r}; choose one of {sorted(NORMS)}")
+    return NORMS[kind](channels)
+
+
+def _conv_bias(norm: str) -> bool:
+    # A conv followed by BatchNorm needs no bias (BN's shift replaces it); the reference
+    # code drops it only for batch norm, which the parameter counts below depend on.
+    return norm != "batch"
+
+
+def unet_depth_for_size(size: int) -> int:
+    """Number of down/up levels so that a `size` px image reaches 1x1 at the bottleneck.
+
+    Example: ``unet_depth_for_size(256) == 8``, ``unet_depth_for_size(128) == 7``.
+    """
+    if size < 2 or size & (size - 1):
+        raise ValueError(f"U-Net size must be a power of two >= 2, got {size}")
+    return int(math.log2(size))
+
+
+class UNetGenerator(nn.Module):
+    """U-Net generator G (paper section 3.2.1, appendix 6.1.1); `ngf` in the paper is `base_channels`.
+
+    Encoder C64-C128-C256-C512-C512-C512-C512-C512 at depth 8 (256 px); the decoder mirrors it
+    and, with skips, concatenates encoder level i onto decoder level n-i. `skips=False` is the
+    paper's encoder-decoder baseline (Table 2). Inputs must have sides divisible by 2**depth.
+
+    Example:
+        >>> G = UNetGenerator(3, 3, base_channels=4, depth=5)
+        >>> G(torch.zeros(1, 3, 32, 32)).shape
+        torch.Size([1, 3, 32, 32])
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        base_channels: int = 64,
+        depth: int = 8,
+        norm: str = "batch",
+        dropout: float = 0.5,
+        dropout_levels: int = 3,
+        dropout_first_level: int = 0,
+        skips: bool = True,
+        innermost_norm: bool = False,
+    ) -> None:
+        """
+        Args:
+            dropout_levels: how many decoder levels (counted from the bottleneck) use dropout;
+                the paper uses 3 (CD512 x3), its only source of noise z.
+            dropout_first_level: 0 puts dropout on the first decoder levels as in the paper and
+                its Torch code; 1 shifts it one level up, as the PyTorch reference code does.
+            innermost_norm: the paper as published normalises the 1x1 bottleneck; its errata
+                (and the public code) remove that norm because with batch 1 it zeroes the
+                activations. False is the errata.
+        """
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"U-Net depth must be >= 2, got {depth}")
+        self.depth = depth
+        self.skips = skips
+        bias = _conv_bias(norm)
+        # channels[i] = output channels of encoder level i: 64, 128, 256, 512, 512, ... (x8 cap)
+        channels = [base_channels * min(2**i, 8) for i in range(depth)]
+
+        self.encoder = nn.ModuleList()
+        for i in range(depth):
+            c_in = in_channels if i == 0 else channels[i - 1]
+            conv = nn.Conv2d(c_in, channels[i], 4, stride=2, padding=1, bias=bias)
+            if i == 0:
+                # no norm on the first C64 (appendix 6.1.1); its activation comes with level 1
+                layers = [conv]
+            elif i == depth - 1 and not innermost_norm:
+                layers = [nn.LeakyReLU(0.2), conv]  # 1x1 bottleneck: no norm (errata)
+            else:
+                layers = [nn.LeakyReLU(0.2), conv, _norm(norm, channels[i])]
+            self.encoder.append(nn.Sequential(*layers))
+
+        # Decoder level j (0 = bottleneck) maps to the size of encoder level depth-2-j.
+        self.decoder = nn.ModuleList()
+        for j in range(depth - 1):
+            level = depth - 1 - j  # the encoder level this decoder input comes from
+            c_in = channels[level] * (2 if skips and j > 0 else 1)
+            c_out = channels[level - 1]
+            layers = [
+                nn.ReLU(),
+                nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias),
+                _norm(norm, c_out),
+            ]
+            if dropout > 0 and dropout_first_level <= j < dropout_first_level + dropout_levels:
+                layers.append(nn.Dropout(dropout))
+            self.decoder.append(nn.Sequential(*layers))
+        c_in = channels[0] * (2 if skips else 1)
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            nn.ConvTranspose2d(c_in, out_channels, 4, stride=2, padding=1, bias=True),
+            nn.Tanh(),  # outputs in [-1, 1], the range the images are scaled to
+        )
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 2**self.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, C_in, H, W) with H, W divisible by 2**depth
+        features = []
+        for level in self.encoder:
+            x = level(x)
+            features.append(x)  # level i: (B, channels[i], H / 2**(i+1), W / 2**(i+1))
+        for j, level in enumerate(self.decoder):
+            if j > 0 and self.skips:
+                # (B, 2C, h, w): U-Net skip from encoder level n-i (section 3.2.1)
+                x = torch.cat([x, features[self.depth - 1 - j]], dim=1)
+            x = level(x)
+        if self.skips:
+            x = torch.cat([x, features[0]], dim=1)
+        return self.head(x)  # (B, C_out, H, W)
+
+
+class ResnetBlock(nn.Module):
+    """Two 3x3 convs with reflection padding and a residual connection (Johnson et al. 2016)."""
+
+    def __init__(self, channels: int, norm: str, dropout: float) -> None:
+        super().__init__()
+        bias = _conv_bias(norm)
+        layers = [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=bias),
+            _norm(norm, channels),
+            nn.ReLU(),
+        ]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), _norm(norm, channels)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """The reference code's ResNet generator (`resnet_6blocks`, `resnet_9blocks`).
+
+    c7s1-64, d128, d256, n residual blocks, u128, u64, c7s1-out; sides must be multiples of 4.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        base_channels: int = 64,
+        blocks: int = 9,
+        norm: str = "batch",
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        bias = _conv_bias(norm)
+        c = base_channels
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, c, 7, bias=bias),
+            _norm(norm, c),
+            nn.ReLU(),
+        ]
+        for mult in (1, 2):  # two stride-2 downsamplings: (B, 4c, H/4, W/4)
+            layers += [
+                nn.Conv2d(c * mult, c * mult * 2, 3, stride=2, padding=1, bias=bias),
+                _norm(norm, c * mult * 2),
+                nn.ReLU(),
+            ]
+        layers += [ResnetBlock(c * 4, norm, dropout) for _ in range(blocks)]
+        for mult in (4, 2):
+            layers += [
+                nn.ConvTranspose2d(c * mult, c * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
+                _norm(norm, c * mult // 2),
+                nn.ReLU(),
+            ]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(c, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    size_multiple = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN discriminator D (section 3.2.2, appendix 6.1.2), chosen by receptive field.
+
+    70 (default): C64-C128-C256-C512, then a conv to 1 channel; 16: C64-C128; 286 ("ImageGAN"):
+    C64-C128-C256-C512-C512-C512; 1 ("PixelGAN"): C64-C128 with 1x1 convs. No norm on the first
+    C64. The last two convs have stride 1 (as in the paper's code), which is what gives the
+    stated receptive fields. Returns logits per patch, (B, 1, h, w); the sigmoid is in the loss.
+    With `in_channels` = C_in + C_out it is conditional (sees input and output); with C_out only
+    it is the unconditional "GAN" ablation (Table 1).
+
+    Example:
+        >>> D = PatchDiscriminator(6, base_channels=4, receptive_field=70)
+        >>> D(torch.zeros(1, 6, 64, 64)).shape
+        torch.Size([1, 1, 6, 6])
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 6,
+        base_channels: int = 64,
+        receptive_field: int = 70,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        if receptive_field not in RECEPTIVE_FIELDS:
+            raise ValueError(
+                f"unsupported discriminator receptive field {receptive_field}; "
+                f"choose one of {list(RECEPTIVE_FIELDS)}"
+            )
+        self.receptive_field = receptive_field
+        bias = _conv_bias(norm)
+        c = base_channels
+        if receptive_field == 1:
+            layers = [
+                nn.Conv2d(in_channels, c, 1),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(c, 2 * c, 1, bias=bias),
+                _norm(norm, 2 * c),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(2 * c, 1, 1, bias=bias),
+            ]
+        else:
+            n_layers = PATCH_LAYERS[receptive_field]
+            layers = [nn.Conv2d(in_channels, c, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            c_prev = c
+            for n in range(1, n_layers + 1):
+                c_next = c * min(2**n, 8)
+                stride = 2 if n < n_layers else 1
+                layers += [
+                    nn.Conv2d(c_prev, c_next, 4, stride=stride, padding=1, bias=bias),
+                    _norm(norm, c_next),
+                    nn.LeakyReLU(0.2),
+                ]
+                c_prev = c_next
+            layers.append(nn.Conv2d(c_prev, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """Weights from N(0, 0.02) (section 3.3); norm scales from N(1, 0.02), biases zero."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,223 @@
+"""Translate images of any size with a trained generator; shared by the CLI and the Python API.
+
+The U-Net needs sides divisible by 2**depth (256 at depth 8). Inputs are reflection-padded up to
+the next multiple and the output is cropped back, so the output has the input's size and nothing
+is resized. The generator is fully convolutional, so a net trained on 256 px crops runs on
+larger images (section 4.2, maps at 512 px).
+
+Modes:
+- "paper": the paper's inference (section 3.3): dropout on and batch-norm statistics of the
+  test batch. Each image is its own batch, as the paper tests with batch 1, so results do not
+  depend on which images share a batch. Seeded by `seed` for repeatable samples.
+- "eval": deterministic: dropout off, the running statistics learnt in training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from .checkpoint import load_model
+from .data.images import (
+    ImageError,
+    is_image_file,
+    list_images,
+    mode_for_channels,
+    open_image,
+    split_pair,
+    to_image,
+    to_tensor,
+)
+
+MODES = ("paper", "eval")
+
+
+@contextlib.contextmanager
+def generator_mode(generator: nn.Module, mode: str) -> Iterator[nn.Module]:
+    """Put G in the paper's inference mode or in eval mode, restoring its state afterwards.
+
+    In paper mode batch norm uses the batch's statistics without touching the running ones.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    was_training = generator.training
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    tracked = [m.track_running_stats for m in norms]
+    try:
+        if mode == "paper":
+            generator.train()
+            for m in norms:
+                m.track_running_stats = False  # batch statistics, running ones left as they are
+        else:
+            generator.eval()
+        yield generator
+    finally:
+        for m, t in zip(norms, tracked):
+            m.track_running_stats = t
+        generator.train(was_training)
+
+
+def size_multiple(generator: nn.Module) -> int:
+    return int(getattr(generator, "size_multiple", 1))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Pad (B, C, H, W) on all sides so H and W are multiples; returns the crop box (top, left, H, W).
+
+    Reflection padding (no hard border for the network to see) where the image is large enough,
+    replication otherwise.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    top, left = ph // 2, pw // 2
+    pads = (left, pw - left, top, ph - top)
+    if ph or pw:
+        mode = "reflect" if max(pads[:2]) < w and max(pads[2:]) < h else "replicate"
+        x = F.pad(x, pads, mode=mode)
+    return x, (top, left, h, w)
+
+
+def run_generator(
+    generator: nn.Module, x: torch.Tensor, mode: str = "paper", seed: int | None = None
+) -> torch.Tensor:
+    """G(x) for a batch (B, C_in, H, W) of any H, W, in [-1, 1]; returns (B, C_out, H, W)."""
+    multiple = size_multiple(generator)
+    device = next(generator.parameters()).device
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(generator_mode(generator, mode))
+        if seed is not None:
+            devices = [device] if device.type == "cuda" else []
+            stack.enter_context(torch.random.fork_rng(devices=devices))
+            torch.manual_seed(seed)
+        # paper mode: one image per batch, the paper's batch-1 test statistics
+        chunks = x.split(1) if mode == "paper" else [x]
+        outputs = []
+        for chunk in chunks:
+            padded, (top, left, h, w) = pad_to_multiple(chunk.to(device), multiple)
+            out = generator(padded)
+            outputs.append(out[:, :, top : top + h, left : left + w].float().cpu())
+    return torch.cat(outputs)
+
+
+class Pix2Pix:
+    """A trained generator with what it needs to translate images.
+
+    Example:
+        >>> model = Pix2Pix.load("runs/shapes/model")   # doctest: +SKIP
+        >>> photo = model.translate(Image.open("labels.png"))   # doctest: +SKIP
+    """
+
+    def __init__(self, generator: nn.Module, config: dict[str, Any], device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.generator = generator.to(self.device).eval()
+        self.config = config
+        g = config.get("generator", {})
+        self.in_channels = int(g.get("in_channels", 3))
+        self.out_channels = int(g.get("out_channels", 3))
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Pix2Pix:
+        """Load a model folder (config.json + generator.safetensors) or a run directory."""
+        generator, config = load_model(Path(path))
+        return cls(generator, config, device)
+
+    @property
+    def input_half(self) -> str:
+        """Which half of an aligned pair is this model's input: left for AtoB, right for BtoA."""
+        return "right" if self.config.get("direction") == "BtoA" else "left"
+
+    def translate(
+        self, image: Image.Image | torch.Tensor, mode: str = "paper", seed: int | None = None
+    ) -> Image.Image | torch.Tensor:
+        """Translate one PIL image (returns a PIL image of the same size) or a tensor in [-1, 1]
+        of shape (C, H, W) or (B, C, H, W) (returns the same shape with C_out channels)."""
+        if isinstance(image, Image.Image):
+            x = to_tensor(image.convert(mode_for_channels(self.in_channels)))[None]
+            return to_image(run_generator(self.generator, x, mode, seed)[0])
+        if not isinstance(image, torch.Tensor):
+            raise TypeError(f"translate takes a PIL image or a tensor, not {type(image).__name__}")
+        squeeze = image.ndim == 3
+        x = image[None] if squeeze else image
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected a tensor (C, H, W) or (B, C, H, W) with C = {self.in_channels}, got {tuple(image.shape)}"
+            )
+        out = run_generator(self.generator, x.float(), mode, seed)
+        return out[0] if squeeze else out
+
+    def translate_files(
+        self,
+        inputs: Sequence[str | Path],
+        out_dir: str | Path,
+        mode: str = "paper",
+        seed: int | None = None,
+        batch_size: int = 8,
+        half: str = "whole",
+        overwrite: bool = False,
+    ) -> list[Path]:
+        """Translate files and folders of images into `out_dir` as PNG, keeping each input's
+        size and, for folders, relative paths. `half`: 'whole' image, or 'left'/'right' half of
+        an aligned pair ('input' picks the model's input half). Returns the written paths."""
+        jobs = _collect_inputs(inputs, Path(out_dir))
+        if half == "input":
+            half = self.input_half
+        if half not in ("whole", "left", "right"):
+            raise ValueError(f"half must be whole, left, right or input, got {half!r}")
+        if not overwrite:
+            existing = [dst for _, dst in jobs if dst.exists()]
+            if existing:
+                raise FileExistsError(
+                    f"{existing[0]} exists ({len(existing)} outputs would be overwritten); "
+                    "choose another --out or pass --overwrite"
+                )
+        in_mode = mode_for_channels(self.in_channels)
+        # group by size so eval-mode batches stack; order within a group is the input order
+        groups: dict[tuple[int, int], list[tuple[torch.Tensor, Path]]] = {}
+        for src, dst in jobs:
+            img = open_image(src, "RGB")
+            if half != "whole":
+                img = split_pair(img, src)[0 if half == "left" else 1]
+            x = to_tensor(img.convert(in_mode))
+            groups.setdefault(tuple(x.shape[-2:]), []).append((x, dst))
+        written = []
+        for items in groups.values():
+            for start in range(0, len(items), batch_size):
+                batch = items[start : start + batch_size]
+                out = run_generator(self.generator, torch.stack([x for x, _ in batch]), mode, seed)
+                seed = None if seed is None else seed + 1  # next batch gets fresh, repeatable noise
+                for y, (_, dst) in zip(out, batch):
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    to_image(y).save(dst)
+                    written.append(dst)
+        return written
+
+
+def _collect_inputs(inputs: Sequence[str | Path], out_dir: Path) -> list[tuple[Path, Path]]:
+    """(source, destination) for every image among files and folders; clear errors otherwise."""
+    jobs: list[tuple[Path, Path]] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = list_images(item)
+            if not files:
+                raise ImageError(f"{item}: folder holds no image files")
+            jobs += [(f, out_dir / f.relative_to(item).with_suffix(".png")) for f in files]
+        elif item.is_file():
+            if not is_image_file(item):
+                raise ImageError(f"{item}: not an image file (expected .jpg, .png, ...)")
+            jobs.append((item, out_dir / (item.stem + ".png")))
+        else:
+            raise ImageError(f"{item}: no such file or folder")
+    seen: dict[Path, Path] = {}
+    for src, dst in jobs:
+        if dst in seen:
+            raise ImageError(f"{src} and {seen[dst]} would both be written to {dst}")
+        seen[dst] = src
+    return jobs

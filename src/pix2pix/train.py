@@ -1,0 +1,433 @@
+"""The training loop (paper section 3.3): alternate one D step and one G step.
+
+    fake_b = G(real_a)
+    D step: minimise 0.5 * [-log D(a, b) - log(1 - D(a, G(a)))]
+    G step: minimise -log D(a, G(a)) + lambda * ||b - G(a)||_1
+
+A run directory holds config.json, log.jsonl, samples/, checkpoint.pt (the resumable state) and
+model/ (release weights). Everything random is seeded: weights and dropout from the run's torch
+RNG (saved in the checkpoint), data order and jitter from (seed, epoch), so `resume` continues
+the exact run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+
+from . import __version__
+from .checkpoint import (
+    FORMAT_VERSION,
+    STATE_FILE,
+    load_state,
+    model_config,
+    rng_state,
+    save_model,
+    save_state,
+    set_rng_state,
+)
+from .config import Objective, TrainConfig, parse_objective
+from .data.aligned import AlignedDataset, Augment, EpochSampler, split_folder
+from .data.images import to_image
+from .losses import discriminator_loss, generator_loss
+from .networks import PatchDiscriminator, ResnetGenerator, UNetGenerator, init_weights
+from .predict import run_generator
+
+# Settings that may change when resuming without changing the run's results.
+RUN_CONTROL = ("max_steps", "device", "workers", "log_every", "sample_every", "num_samples", "checkpoint_every", "data")
+RUN_FILES = ("config.json", "log.jsonl", STATE_FILE, "model", "samples")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked (would overwrite, or nothing to resume)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def build_networks(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None]:
+    """G and, if the objective has an adversarial term, D; both initialised N(0, 0.02)."""
+    if cfg.generator == "unet":
+        generator: nn.Module = UNetGenerator(
+            cfg.in_channels,
+            cfg.out_channels,
+            base_channels=cfg.g_channels,
+            depth=cfg.depth,
+            norm=cfg.norm,
+            dropout=cfg.dropout,
+            skips=cfg.skips,
+            innermost_norm=cfg.innermost_norm,
+        )
+    else:
+        generator = ResnetGenerator(
+            cfg.in_channels, cfg.out_channels, cfg.g_channels, cfg.resnet_blocks, cfg.norm, cfg.dropout
+        )
+    init_weights(generator)
+    objective = parse_objective(cfg.objective)
+    if objective.adversarial is None:
+        return generator, None  # "L1 only" trains no discriminator at all
+    # cGAN: D sees input and output concatenated on channels; GAN: the output only (Table 1)
+    d_in = cfg.out_channels + (cfg.in_channels if objective.conditional else 0)
+    discriminator = PatchDiscriminator(d_in, cfg.d_channels, cfg.receptive_field, cfg.norm)
+    init_weights(discriminator)
+    return generator, discriminator
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def d_input(real_a: torch.Tensor, b: torch.Tensor, conditional: bool) -> torch.Tensor:
+    # (B, C_in + C_out, H, W) for the conditional D, (B, C_out, H, W) for the unconditional one
+    return torch.cat([real_a, b], dim=1) if conditional else b
+
+
+def discriminator_step(
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    real_a: torch.Tensor,
+    real_b: torch.Tensor,
+    fake_b: torch.Tensor,
+    conditional: bool,
+    gan_mode: str,
+) -> dict[str, torch.Tensor]:
+    """One update of D on a real pair and a fake pair; `fake_b` must be detached from G."""
+    set_requires_grad(discriminator, True)
+    optimizer.zero_grad(set_to_none=True)
+    real_logits = discriminator(d_input(real_a, real_b, conditional))  # (B, 1, h, w) patch logits
+    fake_logits = discriminator(d_input(real_a, fake_b, conditional))
+    loss, stats = discriminator_loss(real_logits, fake_logits, gan_mode)
+    loss.backward()
+    optimizer.step()
+    return stats
+
+
+def generator_step(
+    discriminator: nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    real_a: torch.Tensor,
+    real_b: torch.Tensor,
+    fake_b: torch.Tensor,
+    objective: Objective,
+    lambda_l1: float,
+    gan_mode: str,
+) -> dict[str, torch.Tensor]:
+    """One update of G: fool D (non-saturating, section 3.3) and stay near the target."""
+    fake_logits = None
+    if objective.adversarial is not None and discriminator is not None:
+        set_requires_grad(discriminator, False)  # gradients flow through D into G, not into D
+        fake_logits = discriminator(d_input(real_a, fake_b, objective.conditional))
+    optimizer.zero_grad(set_to_none=True)
+    loss, stats = generator_loss(fake_b, real_b, objective, fake_logits, lambda_l1, gan_mode)
+    loss.backward()
+    optimizer.step()
+    return stats
+
+
+def train_step(
+    generator: nn.Module,
+    discriminator: nn.Module | None,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer | None,
+    real_a: torch.Tensor,
+    real_b: torch.Tensor,
+    objective: Objective,
+    lambda_l1: float,
+    gan_mode: str,
+) -> dict[str, torch.Tensor]:
+    """One iteration: G forward, D step (if adversarial), G step. Returns detached scalars."""
+    fake_b = generator(real_a)  # (B, C_out, H, W)
+    stats: dict[str, torch.Tensor] = {}
+    if objective.adversarial is not None and discriminator is not None:
+        stats |= discriminator_step(
+            discriminator, opt_d, real_a, real_b, fake_b.detach(), objective.conditional, gan_mode
+        )
+    stats |= generator_step(discriminator, opt_g, real_a, real_b, fake_b, objective, lambda_l1, gan_mode)
+    return stats
+
+
+def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
+    """Multiplier of the learning rate in epoch e: 1 during warm-up and the first `epochs`,
+    then linearly down towards zero over `epochs_decay` (the reference code's 'linear' policy)."""
+
+    def factor(epoch: int) -> float:
+        e = epoch - cfg.l1_warmup_epochs
+        return 1.0 - max(0, e + 1 - cfg.epochs) / float(cfg.epochs_decay + 1)
+
+    return factor
+
+
+def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if existing and not overwrite:
+        raise RunDirError(
+            f"{run_dir} already holds a run ({', '.join(existing)}); continue it with "
+            f"--resume {run_dir}, start over with --overwrite, or choose another --run-dir"
+        )
+    for name in existing:
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def resolve_data(cfg: TrainConfig, run_dir: Path) -> Path:
+    """The dataset folder; `builtin:shapes` is generated (deterministically) into run_dir/data."""
+    if not cfg.data:
+        raise ValueError("no dataset: pass --data DIR (or a preset that sets it, such as --preset shapes)")
+    if cfg.data.startswith("builtin:"):
+        name = cfg.data.removeprefix("builtin:")
+        if name != "shapes":
+            raise ValueError(f"unknown builtin dataset {name!r}; available: builtin:shapes")
+        from .data.shapes import make_shapes_dataset
+
+        folder = run_dir / "data"
+        if not (folder / "train").is_dir():
+            make_shapes_dataset(folder, size=cfg.crop_size, seed=0)
+        return folder
+    return Path(cfg.data)
+
+
+def sample_grid(
+    generator: nn.Module, samples: list[dict[str, Any]], seed: int
+) -> Image.Image:
+    """Rows of input | output | target for fixed validation images, in the paper's inference mode
+    with a fixed dropout seed, so grids from different steps are comparable."""
+    real_a = torch.stack([s["real_a"] for s in samples])
+    real_b = torch.stack([s["real_b"] for s in samples])
+    fake_b = run_generator(generator, real_a, mode="paper", seed=seed)
+    rows = []
+    for a, f, b in zip(real_a, fake_b, real_b):
+        tiles = [to_image(t).convert("RGB") for t in (a, f, b)]
+        rows.append(tiles)
+    w, h = rows[0][0].size
+    grid = Image.new("RGB", (3 * w, len(rows) * h))
+    for r, tiles in enumerate(rows):
+        for c, tile in enumerate(tiles):
+            grid.paste(tile, (c * w, r * h))
+    return grid
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume) a run in `run_dir`. Returns a summary: steps, seconds, last losses.
+
+    Example:
+        >>> cfg = TrainConfig(data="builtin:shapes", crop_size=32, load_size=36, max_steps=10)  # doctest: +SKIP
+        >>> train(cfg, "runs/tiny")  # doctest: +SKIP
+    """
+    run_dir = Path(run_dir)
+    state = None
+    if resume:
+        state = load_state(run_dir / STATE_FILE)
+        saved = TrainConfig.from_dict(state["config"], f"{run_dir / STATE_FILE} config")
+        changed = [k for k, v in cfg.to_dict().items() if k not in RUN_CONTROL and getattr(saved, k) != v]
+        if changed:
+            raise RunDirError(
+                f"--resume {run_dir}: cannot change {', '.join(changed)} of a run; "
+                f"only {', '.join(RUN_CONTROL)} may differ"
+            )
+    else:
+        _prepare_run_dir(run_dir, overwrite)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    device = resolve_device(cfg.device)
+    objective = parse_objective(cfg.objective)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(cfg.deterministic)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+    try:
+        data_root = resolve_data(cfg, run_dir)
+        dataset = AlignedDataset(
+            split_folder(data_root, "train"),
+            cfg.direction,
+            Augment(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip),
+            cfg.in_channels,
+            cfg.out_channels,
+        )
+        val_preprocess = "resize" if cfg.preprocess in ("resize_and_crop", "resize") else cfg.preprocess
+        val_set = AlignedDataset(
+            split_folder(data_root, "val"),
+            cfg.direction,
+            Augment(val_preprocess, cfg.load_size, cfg.crop_size, flip=False),
+            cfg.in_channels,
+            cfg.out_channels,
+        )
+        samples = [val_set[i] for i in range(min(cfg.num_samples, len(val_set)))]
+
+        torch.manual_seed(cfg.seed)  # weights, then dropout noise, come from this stream
+        generator, discriminator = build_networks(cfg)
+        generator.to(device)
+        opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_factor(cfg))
+        opt_d = sched_d = None
+        if discriminator is not None:
+            discriminator.to(device)
+            opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+            sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lr_factor(cfg))
+
+        step, epoch, batch_in_epoch = 0, 0, 0
+        if state is not None:
+            generator.load_state_dict(state["generator"])
+            opt_g.load_state_dict(state["opt_g"])
+            sched_g.load_state_dict(state["sched_g"])
+            if discriminator is not None:
+                discriminator.load_state_dict(state["discriminator"])
+                opt_d.load_state_dict(state["opt_d"])
+                sched_d.load_state_dict(state["sched_d"])
+            step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            set_rng_state(state["rng"])
+            _truncate_log(run_dir / "log.jsonl", step)
+
+        steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
+        total_epochs = cfg.l1_warmup_epochs + cfg.epochs + cfg.epochs_decay
+        total_steps = steps_per_epoch * total_epochs
+        if cfg.max_steps:
+            total_steps = min(total_steps, cfg.max_steps)
+
+        def checkpoint() -> None:
+            save_state(
+                run_dir / STATE_FILE,
+                {
+                    "format": FORMAT_VERSION,
+                    "version": __version__,
+                    "config": cfg.to_dict(),
+                    "step": step,
+                    "epoch": epoch,
+                    "batch_in_epoch": batch_in_epoch,
+                    "generator": generator.state_dict(),
+                    "discriminator": None if discriminator is None else discriminator.state_dict(),
+                    "opt_g": opt_g.state_dict(),
+                    "opt_d": None if opt_d is None else opt_d.state_dict(),
+                    "sched_g": sched_g.state_dict(),
+                    "sched_d": None if sched_d is None else sched_d.state_dict(),
+                    "rng": rng_state(),
+                },
+            )
+            save_model(run_dir / "model", generator, model_config(cfg.to_dict()))
+
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total_steps, initial=step, unit="it", dynamic_ncols=True, mininterval=1.0)
+        log_file = open(run_dir / "log.jsonl", "a")  # noqa: SIM115 - closed in finally
+        sums: dict[str, torch.Tensor] = {}
+        n_logged, t_log, t_start, images_since = 0, time.perf_counter(), time.perf_counter(), 0
+        last: dict[str, float] = {}
+        try:
+            while step < total_steps and epoch < total_epochs:
+                adversarial = epoch >= cfg.l1_warmup_epochs
+                phase = objective if adversarial else Objective(objective.l1 or not objective.l2, objective.l2, None)
+                sampler = EpochSampler(len(dataset), cfg.seed, epoch, start=batch_in_epoch * cfg.batch_size)
+                loader = DataLoader(
+                    dataset,
+                    batch_size=cfg.batch_size,
+                    sampler=sampler,
+                    num_workers=cfg.workers,
+                    pin_memory=device.type == "cuda",
+                    generator=torch.Generator(),  # keeps the loader from drawing on the run's RNG
+                    persistent_workers=False,
+                )
+                for batch in loader:
+                    real_a = batch["real_a"].to(device, non_blocking=True)  # (B, C_in, H, W): x
+                    real_b = batch["real_b"].to(device, non_blocking=True)  # (B, C_out, H, W): y
+                    stats = train_step(
+                        generator, discriminator, opt_g, opt_d, real_a, real_b, phase, cfg.lambda_l1, cfg.gan_mode
+                    )
+                    step += 1
+                    batch_in_epoch += 1
+                    images_since += real_a.shape[0]
+                    for k, v in stats.items():
+                        sums[k] = sums.get(k, 0) + v
+                    n_logged += 1
+                    if step % cfg.log_every == 0 or step == total_steps:
+                        now = time.perf_counter()
+                        last = {k: float(v) / n_logged for k, v in sums.items()}
+                        record = {
+                            "step": step,
+                            "epoch": epoch,
+                            "lr": opt_g.param_groups[0]["lr"],
+                            **last,
+                            "images_per_s": images_since / (now - t_log),
+                            "time": now - t_start,
+                        }
+                        log_file.write(json.dumps(record) + "\n")
+                        log_file.flush()
+                        if bar is not None:
+                            bar.set_postfix(
+                                epoch=epoch, **{k: f"{v:.3f}" for k, v in last.items()},
+                                img_s=f"{record['images_per_s']:.2f}",
+                            )
+                        sums, n_logged, t_log, images_since = {}, 0, now, 0
+                    if bar is not None:
+                        bar.update(1)
+                    if samples and (step % cfg.sample_every == 0 or step == total_steps):
+                        (run_dir / "samples").mkdir(exist_ok=True)
+                        sample_grid(generator, samples, cfg.seed).save(run_dir / "samples" / f"step_{step:07d}.png")
+                    if step >= total_steps:
+                        break
+                    if step % cfg.checkpoint_every == 0:
+                        checkpoint()
+                if batch_in_epoch >= steps_per_epoch:  # the epoch ran to its end
+                    epoch, batch_in_epoch = epoch + 1, 0
+                    sched_g.step()
+                    if sched_d is not None:
+                        sched_d.step()
+                checkpoint()
+        finally:
+            log_file.close()
+            if bar is not None:
+                bar.close()
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+    return {
+        "run_dir": str(run_dir),
+        "step": step,
+        "epoch": epoch,
+        "seconds": time.perf_counter() - t_start,
+        "losses": last,
+        "model": str(run_dir / "model"),
+    }
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint a run resumes from (a killed run may have
+    logged steps that will now be run again)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def config_for_resume(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The saved config of a run, with run-control overrides (e.g. a larger max_steps)."""
+    state = load_state(Path(run_dir) / STATE_FILE)
+    cfg = TrainConfig.from_dict(state["config"], f"{run_dir}/{STATE_FILE} config")
+    bad = sorted(set(overrides) - set(RUN_CONTROL))
+    if bad:
+        raise RunDirError(f"--resume {run_dir}: cannot change {', '.join(bad)}; only {', '.join(RUN_CONTROL)} may differ")
+    return replace(cfg, **overrides)
