@@ -16,6 +16,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -394,9 +395,13 @@ def train(
                         checkpoint()
                 if batch_in_epoch >= steps_per_epoch:  # the epoch ran to its end
                     epoch, batch_in_epoch = epoch + 1, 0
-                    sched_g.step()
-                    if sched_d is not None:
-                        sched_d.step()
+                    with warnings.catch_warnings():
+                        # during an L1 warm-up D's optimiser has not stepped yet; its schedule
+                        # still advances with the epochs, which is what we want
+                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                        sched_g.step()
+                        if sched_d is not None:
+                            sched_d.step()
                 checkpoint()
         finally:
             log_file.close()
