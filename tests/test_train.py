@@ -58,11 +58,40 @@ def test_resume_is_bitwise_exact(tiny_data: Path, tmp_path: Path) -> None:
 def test_sigkill_mid_run_resumes_from_last_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
     args = [
-        sys.executable, "-m", "pix2pix", "train", "--data", str(tiny_data), "--run-dir", str(run_dir),
-        "--load-size", "72", "--crop-size", "64", "--g-channels", "8", "--d-channels", "8",
-        "--batch-size", "1", "--epochs", "20", "--epochs-decay", "0", "--workers", "0",
-        "--checkpoint-every", "3", "--sample-every", "1000", "--max-steps", "120", "--deterministic",
-        "--device", "cpu", "--no-progress",
+        sys.executable,
+        "-m",
+        "pix2pix",
+        "train",
+        "--data",
+        str(tiny_data),
+        "--run-dir",
+        str(run_dir),
+        "--load-size",
+        "72",
+        "--crop-size",
+        "64",
+        "--g-channels",
+        "8",
+        "--d-channels",
+        "8",
+        "--batch-size",
+        "1",
+        "--epochs",
+        "20",
+        "--epochs-decay",
+        "0",
+        "--workers",
+        "0",
+        "--checkpoint-every",
+        "3",
+        "--sample-every",
+        "1000",
+        "--max-steps",
+        "120",
+        "--deterministic",
+        "--device",
+        "cpu",
+        "--no-progress",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -84,7 +113,10 @@ def test_sigkill_mid_run_resumes_from_last_checkpoint(tiny_data: Path, tmp_path:
 
     resumed = subprocess.run(
         [sys.executable, "-m", "pix2pix", "train", "--resume", str(run_dir), "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert load_state(run_dir / STATE_FILE)["step"] == 120
@@ -133,8 +165,13 @@ def test_every_objective_trains(tiny_data: Path, tmp_path: Path, objective: str)
 
 
 def test_training_reduces_l1_on_tiny_data(tiny_data: Path, tmp_path: Path) -> None:
-    train(tiny_config(tiny_data, objective="l1", g_channels=8, epochs=30, epochs_decay=0, max_steps=150, deterministic=False),
-          tmp_path / "r", progress=False)
+    train(
+        tiny_config(
+            tiny_data, objective="l1", g_channels=8, epochs=30, epochs_decay=0, max_steps=150, deterministic=False
+        ),
+        tmp_path / "r",
+        progress=False,
+    )
     log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     early = sum(r["g_l1"] for r in log[:5]) / 5
     late = sum(r["g_l1"] for r in log[-5:]) / 5

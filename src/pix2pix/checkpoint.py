@@ -134,7 +134,7 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """(generator in eval mode, config) from a model folder; also accepts a run directory
     (its model/ subfolder)."""
     folder = Path(folder)
-    if not (folder / MODEL_CONFIG).is_file() and (folder / "model" / MODEL_CONFIG).is_file():
+    if not (folder / MODEL_WEIGHTS).is_file() and (folder / "model" / MODEL_WEIGHTS).is_file():
         folder = folder / "model"
     config_path, weights_path = folder / MODEL_CONFIG, folder / MODEL_WEIGHTS
     for path in (config_path, weights_path):

@@ -1,10 +1,10 @@
 """The `pix2pix` command: subcommands that map flags onto TrainConfig and the library functions.
 
-    pix2pix train --data DIR [--direction BtoA] [--preset NAME] [--run-dir DIR] [any config flag]
-    pix2pix train --resume RUN_DIR [--max-steps N]
-    pix2pix translate --model PATH INPUT... --out DIR [--mode paper|eval] [--seed N]
-    pix2pix demo            # train on the built-in shapes data, then translate with the model
-    pix2pix presets         # list the shipped paper presets
+pix2pix train --data DIR [--direction BtoA] [--preset NAME] [--run-dir DIR] [any config flag]
+pix2pix train --resume RUN_DIR [--max-steps N]
+pix2pix translate --model PATH INPUT... --out DIR [--mode paper|eval] [--seed N]
+pix2pix demo            # train on the built-in shapes data, then translate with the model
+pix2pix presets         # list the shipped paper presets
 """
 
 from __future__ import annotations
@@ -72,7 +72,12 @@ def cmd_translate(args: argparse.Namespace) -> int:
     model = Pix2Pix.load(args.model, device=resolve_device(args.device))
     half = "input" if args.aligned else args.half
     written = model.translate_files(
-        args.inputs, args.out, mode=args.mode, seed=args.seed, batch_size=args.batch_size, half=half,
+        args.inputs,
+        args.out,
+        mode=args.mode,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        half=half,
         overwrite=args.overwrite,
     )
     print(f"wrote {len(written)} image(s) to {args.out}")
@@ -111,7 +116,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pix2pix", description="Paired image-to-image translation (Isola et al. 2016).")
+    parser = argparse.ArgumentParser(
+        prog="pix2pix", description="Paired image-to-image translation (Isola et al. 2016)."
+    )
     parser.add_argument("--version", action="version", version=f"pix2pix {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -128,12 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder (config.json + generator.safetensors) or run dir")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder (PNG files, same size as the inputs)")
-    p.add_argument("--mode", choices=("paper", "eval"), default="paper",
-                   help="paper: dropout on + test-batch statistics (section 3.3); eval: deterministic")
+    p.add_argument(
+        "--mode",
+        choices=("paper", "eval"),
+        default="paper",
+        help="paper: dropout on + test-batch statistics (section 3.3); eval: deterministic",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed of the dropout noise in paper mode")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (eval mode)")
-    p.add_argument("--half", choices=("whole", "left", "right", "input"), default="whole",
-                   help="use the whole image, or one half of an aligned pair")
+    p.add_argument(
+        "--half",
+        choices=("whole", "left", "right", "input"),
+        default="whole",
+        help="use the whole image, or one half of an aligned pair",
+    )
     p.add_argument("--aligned", action="store_true", help="inputs are aligned pairs: use the model's input half")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--overwrite", action="store_true", help="replace existing files in --out")

@@ -242,8 +242,7 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         if receptive_field not in RECEPTIVE_FIELDS:
             raise ValueError(
-                f"unsupported discriminator receptive field {receptive_field}; "
-                f"choose one of {list(RECEPTIVE_FIELDS)}"
+                f"unsupported discriminator receptive field {receptive_field}; choose one of {list(RECEPTIVE_FIELDS)}"
             )
         self.receptive_field = receptive_field
         bias = _conv_bias(norm)

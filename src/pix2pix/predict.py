@@ -84,9 +84,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return x, (top, left, h, w)
 
 
-def run_generator(
-    generator: nn.Module, x: torch.Tensor, mode: str = "paper", seed: int | None = None
-) -> torch.Tensor:
+def run_generator(generator: nn.Module, x: torch.Tensor, mode: str = "paper", seed: int | None = None) -> torch.Tensor:
     """G(x) for a batch (B, C_in, H, W) of any H, W, in [-1, 1]; returns (B, C_out, H, W)."""
     multiple = size_multiple(generator)
     device = next(generator.parameters()).device

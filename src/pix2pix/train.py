@@ -176,13 +176,16 @@ def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+def _prepare_run_dir(run_dir: Path, overwrite: bool, check_only: bool = False) -> None:
+    """Refuse to reuse a run directory unless `overwrite`; then clear the old run's files."""
     existing = [name for name in RUN_FILES if (run_dir / name).exists()]
     if existing and not overwrite:
         raise RunDirError(
             f"{run_dir} already holds a run ({', '.join(existing)}); continue it with "
             f"--resume {run_dir}, start over with --overwrite, or choose another --run-dir"
         )
+    if check_only:
+        return
     for name in existing:
         path = run_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -206,9 +209,36 @@ def resolve_data(cfg: TrainConfig, run_dir: Path) -> Path:
     return Path(cfg.data)
 
 
-def sample_grid(
-    generator: nn.Module, samples: list[dict[str, Any]], seed: int
-) -> Image.Image:
+def build_datasets(cfg: TrainConfig, run_dir: Path) -> tuple[AlignedDataset, list[dict[str, Any]]]:
+    """The training set (checked file by file before anything runs) and the fixed validation
+    samples shown in the sample grids."""
+    data_root = resolve_data(cfg, run_dir)
+    if {cfg.in_channels, cfg.out_channels} - {1, 3}:
+        raise ValueError(
+            f"in_channels {cfg.in_channels} / out_channels {cfg.out_channels}: aligned image pairs give 1 or 3 "
+            "channels; the colorization setting (L in, ab out) needs the Lab data layer, which is not built yet"
+        )
+    dataset = AlignedDataset(
+        split_folder(data_root, "train"),
+        cfg.direction,
+        Augment(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip),
+        cfg.in_channels,
+        cfg.out_channels,
+    )
+    val_preprocess = "resize" if cfg.preprocess in ("resize_and_crop", "resize") else cfg.preprocess
+    val_set = AlignedDataset(
+        split_folder(data_root, "val"),
+        cfg.direction,
+        Augment(val_preprocess, cfg.load_size, cfg.crop_size, flip=False),
+        cfg.in_channels,
+        cfg.out_channels,
+    )
+    samples = [val_set[i] for i in range(min(cfg.num_samples, len(val_set)))]
+
+    return dataset, samples
+
+
+def sample_grid(generator: nn.Module, samples: list[dict[str, Any]], seed: int) -> Image.Image:
     """Rows of input | output | target for fixed validation images, in the paper's inference mode
     with a fixed dropout seed, so grids from different steps are comparable."""
     real_a = torch.stack([s["real_a"] for s in samples])
@@ -251,6 +281,9 @@ def train(
                 f"only {', '.join(RUN_CONTROL)} may differ"
             )
     else:
+        _prepare_run_dir(run_dir, overwrite, check_only=True)
+    dataset, samples = build_datasets(cfg, run_dir)  # fails here, before the run dir is touched
+    if not resume:
         _prepare_run_dir(run_dir, overwrite)
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
@@ -261,24 +294,6 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not cfg.deterministic
     try:
-        data_root = resolve_data(cfg, run_dir)
-        dataset = AlignedDataset(
-            split_folder(data_root, "train"),
-            cfg.direction,
-            Augment(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip),
-            cfg.in_channels,
-            cfg.out_channels,
-        )
-        val_preprocess = "resize" if cfg.preprocess in ("resize_and_crop", "resize") else cfg.preprocess
-        val_set = AlignedDataset(
-            split_folder(data_root, "val"),
-            cfg.direction,
-            Augment(val_preprocess, cfg.load_size, cfg.crop_size, flip=False),
-            cfg.in_channels,
-            cfg.out_channels,
-        )
-        samples = [val_set[i] for i in range(min(cfg.num_samples, len(val_set)))]
-
         torch.manual_seed(cfg.seed)  # weights, then dropout noise, come from this stream
         generator, discriminator = build_networks(cfg)
         generator.to(device)
@@ -380,7 +395,8 @@ def train(
                         log_file.flush()
                         if bar is not None:
                             bar.set_postfix(
-                                epoch=epoch, **{k: f"{v:.3f}" for k, v in last.items()},
+                                epoch=epoch,
+                                **{k: f"{v:.3f}" for k, v in last.items()},
                                 img_s=f"{record['images_per_s']:.2f}",
                             )
                         sums, n_logged, t_log, images_since = {}, 0, now, 0
@@ -434,5 +450,7 @@ def config_for_resume(run_dir: str | Path, overrides: dict[str, Any]) -> TrainCo
     cfg = TrainConfig.from_dict(state["config"], f"{run_dir}/{STATE_FILE} config")
     bad = sorted(set(overrides) - set(RUN_CONTROL))
     if bad:
-        raise RunDirError(f"--resume {run_dir}: cannot change {', '.join(bad)}; only {', '.join(RUN_CONTROL)} may differ")
+        raise RunDirError(
+            f"--resume {run_dir}: cannot change {', '.join(bad)}; only {', '.join(RUN_CONTROL)} may differ"
+        )
     return replace(cfg, **overrides)

@@ -55,8 +55,10 @@ def _render(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
             w, h = r * rng.uniform(0.9, 1.5), r * rng.uniform(0.9, 1.5)
             mask = (np.abs(xx - cx) < w) & (np.abs(yy - cy) < h)
             bricks = ((yy - cy) * size / 3).astype(int) % 2  # horizontal courses of bricks
-            colour = np.where(bricks[..., None] == 1, [200, 120, 40], [170, 95, 30]) * (
-                1.0 - 0.3 * ((xx - cx + w) / (2 * w)))[..., None]
+            colour = (
+                np.where(bricks[..., None] == 1, [200, 120, 40], [170, 95, 30])
+                * (1.0 - 0.3 * ((xx - cx + w) / (2 * w)))[..., None]
+            )
         else:  # tree: a triangle, lit on its left edge
             top, base = cy - 1.6 * r, cy + r
             half_width = r * (yy - top) / (base - top)
@@ -76,9 +78,7 @@ def _render(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     return label, np.clip(photo, 0, 255).astype(np.uint8)
 
 
-def make_shapes_dataset(
-    folder: Path | str, train: int = 400, val: int = 16, size: int = 64, seed: int = 0
-) -> Path:
+def make_shapes_dataset(folder: Path | str, train: int = 400, val: int = 16, size: int = 64, seed: int = 0) -> Path:
     """Write `train` + `val` aligned pairs (label | photo, each size x size) as PNG under
     folder/train and folder/val. Deterministic in `seed`. Returns the folder."""
     folder = Path(folder)
