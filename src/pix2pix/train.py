@@ -316,6 +316,8 @@ def train(
                 sched_d.load_state_dict(state["sched_d"])
             step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
             set_rng_state(state["rng"])
+            for stale in run_dir.glob(f"{STATE_FILE}.*.tmp"):  # a write cut short by a kill
+                stale.unlink()
             _truncate_log(run_dir / "log.jsonl", step)
 
         steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
