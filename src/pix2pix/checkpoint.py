@@ -35,6 +35,9 @@ class CheckpointError(ValueError):
 def _fsync_replace(tmp: Path, path: Path) -> None:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # the usual permissions (mkstemp creates files private)
     os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new, never half
 
 
