@@ -187,3 +187,10 @@ def test_colorization_preset_says_what_is_missing(tiny_data: Path, tmp_path: Pat
         ],
     )
     assert "Lab data layer" in err
+
+
+def test_bad_preset_value_names_the_file(tmp_path: Path, capsys) -> None:
+    preset = tmp_path / "rf.toml"
+    preset.write_text("receptive_field = 50\n")
+    err = _error(capsys, ["train", "--preset", str(preset), "--data", str(tmp_path)])
+    assert str(preset) in err and "receptive_field = 50" in err

@@ -251,3 +251,27 @@ def test_trains_on_real_cityscapes_at_full_size(tmp_path: Path) -> None:
     from PIL import Image
 
     assert Image.open(tmp_path / "city" / "samples" / "step_0000002.png").size == (3 * 256, 256)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_after_a_whole_step_with_a_checkpoint(tiny_data: Path, tmp_path: Path, sig) -> None:
+    run_dir = tmp_path / "stopped"
+    args = [
+        sys.executable, "-m", "pix2pix", "train", "--data", str(tiny_data), "--run-dir", str(run_dir),
+        "--load-size", "72", "--crop-size", "64", "--g-channels", "8", "--d-channels", "8", "--batch-size", "1",
+        "--workers", "0", "--checkpoint-every", "1000", "--log-every", "1", "--max-steps", "400", "--device", "cpu",
+        "--no-progress",
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    log = run_dir / "log.jsonl"
+    while time.monotonic() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    saved = load_state(run_dir / STATE_FILE)["step"]
+    assert f"stopped at step {saved}" in out and "--resume" in out
+    assert 3 <= saved < 400
+    assert json.loads(log.read_text().splitlines()[-1])["step"] == saved  # nothing ran past the checkpoint

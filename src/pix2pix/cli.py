@@ -60,6 +60,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name.replace(":", "_")
     summary = train(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.no_progress)
     losses = ", ".join(f"{k} {v:.4f}" for k, v in summary["losses"].items())
+    if summary["interrupted"]:
+        print(f"stopped at step {summary['step']}; checkpoint saved. Continue with: pix2pix train --resume {run_dir}")
+        return 130
     print(f"trained {summary['step']} steps in {summary['seconds']:.1f} s ({losses})")
     print(f"model: {summary['model']}   samples: {run_dir / 'samples'}   log: {run_dir / 'log.jsonl'}")
     return 0

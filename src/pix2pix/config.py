@@ -126,7 +126,10 @@ class TrainConfig:
                 continue
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise ValueError(f"{source}: {key} = {value!r} should be a {expected.__name__}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -356,8 +358,10 @@ def train(
         sums: dict[str, torch.Tensor] = {}
         n_logged, t_log, t_start, images_since = 0, time.perf_counter(), time.perf_counter(), 0
         last: dict[str, float] = {}
+        stop_requests: list[int] = []
+        previous_handlers = _catch_stop_signals(stop_requests)
         try:
-            while step < total_steps and epoch < total_epochs:
+            while step < total_steps and epoch < total_epochs and not stop_requests:
                 adversarial = epoch >= cfg.l1_warmup_epochs
                 phase = objective if adversarial else Objective(objective.l1 or not objective.l2, objective.l2, None)
                 sampler = EpochSampler(len(dataset), cfg.seed, epoch, start=batch_in_epoch * cfg.batch_size)
@@ -407,8 +411,8 @@ def train(
                     if samples and (step % cfg.sample_every == 0 or step == total_steps):
                         (run_dir / "samples").mkdir(exist_ok=True)
                         sample_grid(generator, samples, cfg.seed).save(run_dir / "samples" / f"step_{step:07d}.png")
-                    if step >= total_steps:
-                        break
+                    if step >= total_steps or stop_requests:
+                        break  # a stop request ends the run cleanly after a whole step
                     if step % cfg.checkpoint_every == 0:
                         checkpoint()
                 if batch_in_epoch >= steps_per_epoch:  # the epoch ran to its end
@@ -422,6 +426,7 @@ def train(
                             sched_d.step()
                 checkpoint()
         finally:
+            _restore_signals(previous_handlers)
             log_file.close()
             if bar is not None:
                 bar.close()
@@ -434,7 +439,30 @@ def train(
         "seconds": time.perf_counter() - t_start,
         "losses": last,
         "model": str(run_dir / "model"),
+        "interrupted": bool(stop_requests),
     }
+
+
+def _catch_stop_signals(requests: list[int]) -> dict[int, Any]:
+    """Turn the first SIGINT / SIGTERM into a request to stop after the current step (then a
+    checkpoint is written, so resuming loses nothing); a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if requests:
+            raise KeyboardInterrupt
+        requests.append(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def _truncate_log(path: Path, step: int) -> None:
