@@ -60,7 +60,8 @@ def load_state(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint here")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: reading only the config of a 700 MB checkpoint does not read the tensors
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
         raise CheckpointError(f"{path}: not a readable pix2pix checkpoint ({err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:

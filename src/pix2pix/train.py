@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import threading
@@ -295,6 +296,8 @@ def train(
     torch.use_deterministic_algorithms(cfg.deterministic)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not cfg.deterministic
+        if cfg.deterministic:  # deterministic cuBLAS needs a fixed workspace (CUDA docs)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     try:
         torch.manual_seed(cfg.seed)  # weights, then dropout noise, come from this stream
         generator, discriminator = build_networks(cfg)
