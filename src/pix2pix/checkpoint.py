@@ -106,6 +106,7 @@ def model_config(train_config: dict[str, Any]) -> dict[str, Any]:
         "architecture": cfg.generator,
         "generator": generator,
         "direction": cfg.direction,
+        "dataset_mode": cfg.dataset_mode,
         "crop_size": cfg.crop_size,
         "objective": cfg.objective,
     }

@@ -18,6 +18,7 @@ GENERATORS = ("unet", "resnet")
 GAN_MODES = ("vanilla", "lsgan")
 PREPROCESS = ("resize_and_crop", "crop", "resize", "none")
 DIRECTIONS = ("AtoB", "BtoA")
+DATASET_MODES = ("aligned", "folders", "colorization", "inpainting")
 
 
 def opt(default: Any, help: str, **choices: Any) -> Any:
@@ -29,6 +30,12 @@ def opt(default: Any, help: str, **choices: Any) -> Any:
 class TrainConfig:
     # --- data (appendix 6.2) ---
     data: str = opt("", "dataset folder in the aligned layout (train/, val/ or test/), or builtin:shapes")
+    dataset_mode: str = opt(
+        "aligned",
+        "aligned: each file is a pair A | B; folders: A/ and B/ matched by file name; "
+        "colorization: any colour photos, L in, ab out (Lab); inpainting: photos with a hole in, whole out",
+        choices=DATASET_MODES,
+    )
     direction: str = opt("AtoB", "AtoB: left half -> right half; BtoA: right -> left", choices=DIRECTIONS)
     in_channels: int = opt(3, "channels of the input image x (1 for grayscale / L of Lab)")
     out_channels: int = opt(3, "channels of the output image y (2 for ab of Lab, colorization)")

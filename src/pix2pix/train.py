@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from . import __version__
 from .checkpoint import (
@@ -42,8 +42,8 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import Objective, TrainConfig, parse_objective
-from .data.aligned import AlignedDataset, Augment, EpochSampler, split_folder
-from .data.images import to_image
+from .data import make_dataset
+from .data.aligned import Augment, EpochSampler, split_folder
 from .losses import discriminator_loss, generator_loss
 from .networks import PatchDiscriminator, ResnetGenerator, UNetGenerator, init_weights
 from .predict import run_generator
@@ -212,16 +212,12 @@ def resolve_data(cfg: TrainConfig, run_dir: Path) -> Path:
     return Path(cfg.data)
 
 
-def build_datasets(cfg: TrainConfig, run_dir: Path) -> tuple[AlignedDataset, list[dict[str, Any]]]:
-    """The training set (checked file by file before anything runs) and the fixed validation
-    samples shown in the sample grids."""
+def build_datasets(cfg: TrainConfig, run_dir: Path) -> tuple[Dataset, Dataset]:
+    """The training set (checked file by file before anything runs) and the validation set
+    whose first images are shown in the sample grids."""
     data_root = resolve_data(cfg, run_dir)
-    if {cfg.in_channels, cfg.out_channels} - {1, 3}:
-        raise ValueError(
-            f"in_channels {cfg.in_channels} / out_channels {cfg.out_channels}: aligned image pairs give 1 or 3 "
-            "channels; the colorization setting (L in, ab out) needs the Lab data layer, which is not built yet"
-        )
-    dataset = AlignedDataset(
+    dataset = make_dataset(
+        cfg.dataset_mode,
         split_folder(data_root, "train"),
         cfg.direction,
         Augment(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip),
@@ -229,28 +225,25 @@ def build_datasets(cfg: TrainConfig, run_dir: Path) -> tuple[AlignedDataset, lis
         cfg.out_channels,
     )
     val_preprocess = "resize" if cfg.preprocess in ("resize_and_crop", "resize") else cfg.preprocess
-    val_set = AlignedDataset(
+    val_set = make_dataset(
+        cfg.dataset_mode,
         split_folder(data_root, "val"),
         cfg.direction,
         Augment(val_preprocess, cfg.load_size, cfg.crop_size, flip=False),
         cfg.in_channels,
         cfg.out_channels,
     )
-    samples = [val_set[i] for i in range(min(cfg.num_samples, len(val_set)))]
-
-    return dataset, samples
+    return dataset, val_set
 
 
-def sample_grid(generator: nn.Module, samples: list[dict[str, Any]], seed: int) -> Image.Image:
-    """Rows of input | output | target for fixed validation images, in the paper's inference mode
-    with a fixed dropout seed, so grids from different steps are comparable."""
+def sample_grid(generator: nn.Module, val_set: Dataset, count: int, seed: int) -> Image.Image:
+    """Rows of input | output | target for the first `count` validation images, in the paper's
+    inference mode with a fixed dropout seed, so grids from different steps are comparable."""
+    samples = [val_set[i] for i in range(min(count, len(val_set)))]
     real_a = torch.stack([s["real_a"] for s in samples])
     real_b = torch.stack([s["real_b"] for s in samples])
     fake_b = run_generator(generator, real_a, mode="paper", seed=seed)
-    rows = []
-    for a, f, b in zip(real_a, fake_b, real_b):
-        tiles = [to_image(t).convert("RGB") for t in (a, f, b)]
-        rows.append(tiles)
+    rows = [[val_set.render(t, a) for t in (a, f, b)] for a, f, b in zip(real_a, fake_b, real_b)]
     w, h = rows[0][0].size
     grid = Image.new("RGB", (3 * w, len(rows) * h))
     for r, tiles in enumerate(rows):
@@ -285,7 +278,7 @@ def train(
             )
     else:
         _prepare_run_dir(run_dir, overwrite, check_only=True)
-    dataset, samples = build_datasets(cfg, run_dir)  # fails here, before the run dir is touched
+    dataset, val_set = build_datasets(cfg, run_dir)  # fails here, before the run dir is touched
     if not resume:
         _prepare_run_dir(run_dir, overwrite)
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -411,9 +404,10 @@ def train(
                         sums, n_logged, t_log, images_since = {}, 0, now, 0
                     if bar is not None:
                         bar.update(1)
-                    if samples and (step % cfg.sample_every == 0 or step == total_steps):
+                    if cfg.num_samples and (step % cfg.sample_every == 0 or step == total_steps):
                         (run_dir / "samples").mkdir(exist_ok=True)
-                        sample_grid(generator, samples, cfg.seed).save(run_dir / "samples" / f"step_{step:07d}.png")
+                        grid = sample_grid(generator, val_set, cfg.num_samples, cfg.seed)
+                        grid.save(run_dir / "samples" / f"step_{step:07d}.png")
                     if step >= total_steps or stop_requests:
                         break  # a stop request ends the run cleanly after a whole step
                     if step % cfg.checkpoint_every == 0:

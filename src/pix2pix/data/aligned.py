@@ -16,7 +16,16 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from .images import ImageError, image_size, list_images, mode_for_channels, open_image, split_pair, to_tensor
+from .images import (
+    ImageError,
+    image_size,
+    list_images,
+    mode_for_channels,
+    open_image,
+    split_pair,
+    to_image,
+    to_tensor,
+)
 
 VAL_SPLITS = ("val", "test")
 
@@ -140,6 +149,11 @@ class AlignedDataset(Dataset):
             "real_b": to_tensor(b.convert(self.out_mode)),  # (C_out, H, W): y
             "path": str(path),
         }
+
+    def render(self, image: torch.Tensor, real_a: torch.Tensor) -> Image.Image:
+        """An RGB picture of `image` (either side, (C, H, W)) for sample grids; `real_a` is the
+        input it belongs to (colorization needs its L channel)."""
+        return to_image(image).convert("RGB")
 
 
 class EpochSampler(Sampler):
