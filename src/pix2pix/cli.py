@@ -17,6 +17,8 @@ from typing import Any
 
 from . import __version__
 from .config import TrainConfig, list_presets, load_preset
+from .data.commands import register as register_layout_commands
+from .data.task_commands import register as register_task_commands
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -163,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("data", help="check and prepare datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    register_layout_commands(data_sub)
+    register_task_commands(data_sub)
 
     p = sub.add_parser("presets", help="list the shipped presets (paper experiments)")
     p.set_defaults(func=cmd_presets)

@@ -1,0 +1,9 @@
+"""`pix2pix data ...` commands for dataset layouts: check, combine, split."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's subcommands to the `pix2pix data` group (each sets `func`)."""
