@@ -19,6 +19,7 @@ GAN_MODES = ("vanilla", "lsgan")
 PREPROCESS = ("resize_and_crop", "crop", "resize", "none")
 DIRECTIONS = ("AtoB", "BtoA")
 DATASET_MODES = ("aligned", "folders", "colorization", "inpainting")
+HOLES = ("center", "random")  # inpainting holes (data/inpaint.py)
 
 
 def opt(default: Any, help: str, **choices: Any) -> Any:
@@ -49,6 +50,8 @@ class TrainConfig:
     crop_size: int = opt(256, "... then random crop back to 256 (appendix 6.2)")
     flip: bool = opt(True, "random mirroring, the same for input and target (appendix 6.2)")
     workers: int = opt(2, "data loading processes (0 = in the training process)")
+    hole: str = opt("center", "inpainting: the hole is the centre box (paper) or a box placed at random", choices=HOLES)
+    hole_size: float = opt(0.5, "inpainting: the hole's side as a fraction of the image side (0.5 = 1/4 of the area)")
 
     # --- networks (appendix 6.1) ---
     generator: str = opt("unet", "unet (the paper's) or resnet (the reference code's)", choices=GENERATORS)
@@ -106,8 +109,12 @@ class TrainConfig:
         for name in ("batch_size", "crop_size", "in_channels", "out_channels", "g_channels", "d_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.innermost_norm and self.norm == "instance" and self.generator == "unet":
+            raise ValueError("innermost_norm with instance norm cannot work: the bottleneck is 1x1 (the errata's reason)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.hole_size < 1.0:
+            raise ValueError(f"hole_size must be in (0, 1), a fraction of the image side, got {self.hole_size}")
 
     @property
     def depth(self) -> int:
