@@ -172,21 +172,22 @@ def test_demo_learns_and_translates(tmp_path: Path) -> None:
     assert log[-1]["g_l1"] < log[0]["g_l1"]
 
 
-def test_colorization_preset_says_what_is_missing(tiny_data: Path, tmp_path: Path, capsys) -> None:
-    err = _error(
-        capsys,
-        [
-            "train",
-            "--preset",
-            "colorization",
-            "--data",
-            str(tiny_data),
-            "--run-dir",
-            str(tmp_path / "c"),
-            "--no-progress",
-        ],
-    )
-    assert "colorization" in err and "not available" in err
+def test_colorization_preset_trains_on_a_folder_of_photos(tmp_path: Path, capsys) -> None:
+    photos = tmp_path / "photos"  # plain colour photos, no pairs: L in, ab out
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        photos.mkdir(exist_ok=True)
+        base = rng.integers(0, 256, (1, 1, 3))
+        Image.fromarray((base + rng.integers(0, 40, (40, 48, 3))).clip(0, 255).astype(np.uint8)).save(
+            photos / f"{i}.jpg"
+        )
+    run_dir = tmp_path / "c"
+    argv = ["train", "--preset", "colorization", "--data", str(photos), "--run-dir", str(run_dir)]
+    assert main([*argv, "--max-steps", "2", *TINY]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
+    config = json.loads((run_dir / "model" / "config.json").read_text())
+    assert config["dataset_mode"] == "colorization"
+    assert (config["generator"]["in_channels"], config["generator"]["out_channels"]) == (1, 2)
 
 
 def test_bad_preset_value_names_the_file(tmp_path: Path, capsys) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 OBJECTIVE_TERMS = ("l1", "l2", "gan", "cgan")
 GENERATORS = ("unet", "resnet")
 GAN_MODES = ("vanilla", "lsgan")
-PREPROCESS = ("resize_and_crop", "crop", "resize", "none")
+PREPROCESS = ("resize_and_crop", "crop", "resize", "scale_width_and_crop", "scale_width", "none")
+CACHES = ("none", "memory")
 DIRECTIONS = ("AtoB", "BtoA")
 DATASET_MODES = ("aligned", "folders", "colorization", "inpainting")
 HOLES = ("center", "random")  # inpainting holes (data/inpaint.py)
@@ -43,13 +44,26 @@ class TrainConfig:
     preprocess: str = opt(
         "resize_and_crop",
         "resize_and_crop: resize to load_size then random crop to crop_size (the paper's random jitter); "
-        "crop: random crop only; resize: resize to crop_size (no jitter); none: full size",
+        "crop: random crop only; resize: resize to crop_size (no jitter); scale_width_and_crop: width to "
+        "load_size keeping the aspect ratio, then random crop; scale_width: width to load_size, whole image; "
+        "none: whole image as it is (scale_width, none: sides must be multiples of 2**unet_depth)",
         choices=PREPROCESS,
     )
     load_size: int = opt(286, "random jitter: resize 256 -> 286 ... (appendix 6.2)")
     crop_size: int = opt(256, "... then random crop back to 256 (appendix 6.2)")
     flip: bool = opt(True, "random mirroring, the same for input and target (appendix 6.2)")
     workers: int = opt(2, "data loading processes (0 = in the training process)")
+    skip_bad: bool = opt(
+        False,
+        "train without the files the dataset check finds unusable (listed in RUN_DIR/skipped.txt) instead of "
+        "stopping; a file found truncated mid-epoch is replaced by the next one",
+    )
+    cache: str = opt(
+        "none",
+        "memory: decode and resize every training pair once, up front, and keep them in RAM "
+        "(about 0.5 MB per pair at 286 px); none: decode every time",
+        choices=CACHES,
+    )
     hole: str = opt("center", "inpainting: the hole is the centre box (paper) or a box placed at random", choices=HOLES)
     hole_size: float = opt(0.5, "inpainting: the hole's side as a fraction of the image side (0.5 = 1/4 of the area)")
 
@@ -104,13 +118,15 @@ class TrainConfig:
         parse_objective(self.objective)
         if self.receptive_field not in (1, 16, 34, 70, 142, 286):
             raise ValueError(f"receptive_field = {self.receptive_field}: choose one of 1, 16, 34, 70, 142, 286")
-        if self.preprocess == "resize_and_crop" and self.load_size < self.crop_size:
+        if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.load_size < self.crop_size:
             raise ValueError(f"load_size {self.load_size} is smaller than crop_size {self.crop_size}")
         for name in ("batch_size", "crop_size", "in_channels", "out_channels", "g_channels", "d_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.innermost_norm and self.norm == "instance" and self.generator == "unet":
-            raise ValueError("innermost_norm with instance norm cannot work: the bottleneck is 1x1 (the errata's reason)")
+            raise ValueError(
+                "innermost_norm with instance norm cannot work: the bottleneck is 1x1 (the errata's reason)"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.hole_size < 1.0:

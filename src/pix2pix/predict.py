@@ -25,12 +25,15 @@ from PIL import Image
 from torch import nn
 
 from .checkpoint import load_model
+from .data.colorize import image_to_l_ab, l_ab_to_image
 from .data.images import (
     ImageError,
+    convert_channels,
     is_image_file,
     list_images,
-    mode_for_channels,
     open_image,
+    read_image,
+    save_image,
     split_pair,
     to_image,
     to_tensor,
@@ -87,7 +90,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 def run_generator(generator: nn.Module, x: torch.Tensor, mode: str = "paper", seed: int | None = None) -> torch.Tensor:
     """G(x) for a batch (B, C_in, H, W) of any H, W, in [-1, 1]; returns (B, C_out, H, W)."""
     multiple = size_multiple(generator)
-    device = next(generator.parameters()).device
+    # a generator without parameters (export.OnnxGenerator, ONNX Runtime) takes CPU tensors
+    device = next((p.device for p in generator.parameters()), torch.device("cpu"))
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.inference_mode())
         stack.enter_context(generator_mode(generator, mode))
@@ -120,6 +124,8 @@ class Pix2Pix:
         g = config.get("generator", {})
         self.in_channels = int(g.get("in_channels", 3))
         self.out_channels = int(g.get("out_channels", 3))
+        # colorization: x is the L of Lab, G(x) is ab; the output photo is L + ab in RGB
+        self.colorization = config.get("dataset_mode") == "colorization"
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Pix2Pix:
@@ -132,14 +138,28 @@ class Pix2Pix:
         """Which half of an aligned pair is this model's input: left for AtoB, right for BtoA."""
         return "right" if self.config.get("direction") == "BtoA" else "left"
 
+    def encode(self, image: Image.Image) -> torch.Tensor:
+        """A PIL image (colour or grey) -> the generator's input x, (C_in, H, W) in [-1, 1]:
+        the L of Lab for a colorization model, else the image in C_in channels."""
+        if self.colorization:
+            return image_to_l_ab(image)[0]
+        return to_tensor(convert_channels(image, self.in_channels))
+
+    def decode(self, y: torch.Tensor, x: torch.Tensor) -> Image.Image:
+        """The generator's output y (C_out, H, W) for input x -> a PIL image: for colorization
+        the RGB photo with the L of x and the predicted ab."""
+        if self.colorization:
+            return l_ab_to_image(x, y)
+        return to_image(y)
+
     def translate(
         self, image: Image.Image | torch.Tensor, mode: str = "paper", seed: int | None = None
     ) -> Image.Image | torch.Tensor:
         """Translate one PIL image (returns a PIL image of the same size) or a tensor in [-1, 1]
         of shape (C, H, W) or (B, C, H, W) (returns the same shape with C_out channels)."""
         if isinstance(image, Image.Image):
-            x = to_tensor(image.convert(mode_for_channels(self.in_channels)))[None]
-            return to_image(run_generator(self.generator, x, mode, seed)[0])
+            x = self.encode(image)[None]
+            return self.decode(run_generator(self.generator, x, mode, seed)[0], x[0])
         if not isinstance(image, torch.Tensor):
             raise TypeError(f"translate takes a PIL image or a tensor, not {type(image).__name__}")
         squeeze = image.ndim == 3
@@ -160,10 +180,14 @@ class Pix2Pix:
         batch_size: int = 8,
         half: str = "whole",
         overwrite: bool = False,
+        bit_depth: int = 8,
     ) -> list[Path]:
         """Translate files and folders of images into `out_dir` as PNG, keeping each input's
         size and, for folders, relative paths. `half`: 'whole' image, or 'left'/'right' half of
-        an aligned pair ('input' picks the model's input half). Returns the written paths."""
+        an aligned pair ('input' picks the model's input half). Inputs are read losslessly (16-bit,
+        .npy, N-channel TIFF); `bit_depth` 16 writes 16-bit PNG. Returns the written paths."""
+        if bit_depth not in (8, 16) or (bit_depth == 16 and self.colorization):
+            raise ValueError(f"bit_depth must be 8 or 16 (16 not for colorization models), got {bit_depth}")
         jobs = _collect_inputs(inputs, Path(out_dir))
         if half == "input":
             half = self.input_half
@@ -176,14 +200,13 @@ class Pix2Pix:
                     f"{existing[0]} exists ({len(existing)} outputs would be overwritten); "
                     "choose another --out or pass --overwrite"
                 )
-        in_mode = mode_for_channels(self.in_channels)
         # group by size so eval-mode batches stack; order within a group is the input order
         groups: dict[tuple[int, int], list[tuple[torch.Tensor, Path]]] = {}
         for src, dst in jobs:
-            img = open_image(src, "RGB")
+            img = open_image(src, "RGB") if self.colorization else read_image(src)
             if half != "whole":
                 img = split_pair(img, src)[0 if half == "left" else 1]
-            x = to_tensor(img.convert(in_mode))
+            x = self.encode(img)
             groups.setdefault(tuple(x.shape[-2:]), []).append((x, dst))
         written = []
         for items in groups.values():
@@ -191,9 +214,12 @@ class Pix2Pix:
                 batch = items[start : start + batch_size]
                 out = run_generator(self.generator, torch.stack([x for x, _ in batch]), mode, seed)
                 seed = None if seed is None else seed + 1  # next batch gets fresh, repeatable noise
-                for y, (_, dst) in zip(out, batch):
+                for y, (x, dst) in zip(out, batch):
                     dst.parent.mkdir(parents=True, exist_ok=True)
-                    to_image(y).save(dst)
+                    if self.colorization or (bit_depth == 8 and y.shape[0] in (1, 3)):
+                        self.decode(y, x).save(dst)
+                    else:
+                        save_image(y, dst, bit_depth)  # 16 bit, or channels beyond gray / RGB
                     written.append(dst)
         return written
 

@@ -42,7 +42,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import Objective, TrainConfig, parse_objective
-from .data import make_dataset
+from .data import dataset_options, make_dataset
 from .data.aligned import Augment, EpochSampler, split_folder
 from .losses import discriminator_loss, generator_loss
 from .networks import PatchDiscriminator, ResnetGenerator, UNetGenerator, init_weights
@@ -216,6 +216,21 @@ def build_datasets(cfg: TrainConfig, run_dir: Path) -> tuple[Dataset, Dataset]:
     """The training set (checked file by file before anything runs) and the validation set
     whose first images are shown in the sample grids."""
     data_root = resolve_data(cfg, run_dir)
+    options, val_options = dataset_options(cfg), dataset_options(cfg)
+    if cfg.dataset_mode in ("aligned", "folders"):
+        # whole images (none, scale_width): sides must suit the generator, a batch needs equal sizes
+        whole = cfg.preprocess in ("none", "scale_width")
+        multiple = (2**cfg.depth if cfg.generator == "unet" else 4) if whole else 1
+        skip_log = run_dir / "skipped.txt" if cfg.skip_bad else None
+        if skip_log is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            skip_log.write_text("")
+        common = dict(skip_bad=cfg.skip_bad, size_multiple=multiple, skip_log=skip_log, workers=cfg.workers)
+        options |= common | dict(cache=cfg.cache, same_size=whole and cfg.batch_size > 1)
+        val_options |= common | dict(same_size=whole and cfg.num_samples > 1)
+    elif cfg.skip_bad or cfg.cache != "none":
+        raise ValueError(f"--skip-bad and --cache work with dataset_mode aligned or folders, not {cfg.dataset_mode}")
+    started = time.perf_counter()
     dataset = make_dataset(
         cfg.dataset_mode,
         split_folder(data_root, "train"),
@@ -223,7 +238,14 @@ def build_datasets(cfg: TrainConfig, run_dir: Path) -> tuple[Dataset, Dataset]:
         Augment(cfg.preprocess, cfg.load_size, cfg.crop_size, cfg.flip),
         cfg.in_channels,
         cfg.out_channels,
+        **options,
     )
+    if cfg.cache == "memory":
+        from .data.cache import cache_bytes
+        from .data.check import human_bytes
+
+        seconds, size = time.perf_counter() - started, human_bytes(cache_bytes(dataset.cache))
+        print(f"cache: {len(dataset)} training pairs decoded into memory ({size}) in {seconds:.1f} s")
     val_preprocess = "resize" if cfg.preprocess in ("resize_and_crop", "resize") else cfg.preprocess
     val_set = make_dataset(
         cfg.dataset_mode,
@@ -232,7 +254,13 @@ def build_datasets(cfg: TrainConfig, run_dir: Path) -> tuple[Dataset, Dataset]:
         Augment(val_preprocess, cfg.load_size, cfg.crop_size, flip=False),
         cfg.in_channels,
         cfg.out_channels,
+        **val_options,
     )
+    skipped = list(dict.fromkeys(map(str, [*getattr(dataset, "skipped", []), *getattr(val_set, "skipped", [])])))
+    if skipped:
+        with open(run_dir / "skipped.txt", "a") as f:
+            f.write("".join(f"{problem}\n" for problem in skipped))
+        print(f"--skip-bad: training without {len(skipped)} unusable file(s), listed in {run_dir / 'skipped.txt'}")
     return dataset, val_set
 
 

@@ -1,0 +1,274 @@
+"""Colorization in CIELAB (appendix 6.2): any folder of colour photos is a dataset, L in, ab out.
+
+The paper trains BW -> colour on ImageNet in Lab space: the generator sees the lightness L
+(1 channel) and predicts the chroma ab (2 channels); the output photo is the input's L with the
+predicted ab, converted back to sRGB. Normalisation to the generator's tanh range [-1, 1]:
+
+    real_a = L / 50 - 1      L in [0, 100]
+    real_b = ab / 110        a, b of sRGB colours lie within about [-87, 99] and [-108, 95]
+
+sRGB <-> CIELAB uses the standard formulas (IEC 61966-2-1 sRGB, D65 white, CIE 1976 L*a*b*),
+written here in torch so there is no extra dependency.
+
+This module also holds the helpers for "any folder of photos" that the task datasets share
+(colorization, inpainting, edges): a header check of every file, a seeded train/val split, and
+writing aligned pairs (A | B) for users of other tools.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+from .aligned import Augment, DatasetError
+from .images import ImageError, image_size, list_images, open_image, to_tensor
+
+L_SCALE = 50.0  # real_a = L / 50 - 1
+AB_SCALE = 110.0  # real_b = ab / 110
+
+# sRGB (linear) -> XYZ, D65 (IEC 61966-2-1); XYZ -> sRGB is its exact inverse
+_RGB_TO_XYZ = torch.tensor(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ],
+    dtype=torch.float64,
+)
+_XYZ_TO_RGB = torch.linalg.inv(_RGB_TO_XYZ)
+WHITE_D65 = (0.95047, 1.0, 1.08883)  # reference white X_n, Y_n, Z_n
+_DELTA = 6.0 / 29.0  # CIE: f(t) is cubic-root above delta^3, linear below
+
+
+def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 3x3 matrix along the channel dimension of (..., 3, H, W)."""
+    return torch.einsum("ij,...jhw->...ihw", matrix.to(x.dtype), x)
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1], shape (..., 3, H, W) -> CIELAB (D65): L in [0, 100], a and b about +-110.
+
+    Example:
+        >>> lab = rgb_to_lab(torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1))  # pure red
+        >>> [round(v, 2) for v in lab.flatten().tolist()]
+        [53.24, 80.09, 67.2]
+    """
+    if rgb.ndim < 3 or rgb.shape[-3] != 3:
+        raise ValueError(f"expected an RGB tensor (..., 3, H, W), got shape {tuple(rgb.shape)}")
+    rgb = rgb.clamp(0, 1)
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)  # undo sRGB gamma
+    xyz = _mix(_RGB_TO_XYZ, linear)
+    white = torch.tensor(WHITE_D65, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+    t = xyz / white
+    f = torch.where(t > _DELTA**3, t.clamp(min=_DELTA**3) ** (1 / 3), t / (3 * _DELTA**2) + 4 / 29)
+    fx, fy, fz = f.unbind(-3)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """CIELAB (D65), shape (..., 3, H, W) -> sRGB in [0, 1]; colours outside the sRGB gamut are
+    clipped."""
+    if lab.ndim < 3 or lab.shape[-3] != 3:
+        raise ValueError(f"expected a Lab tensor (..., 3, H, W), got shape {tuple(lab.shape)}")
+    L, a, b = lab.unbind(-3)
+    fy = (L + 16) / 116
+    f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=-3)
+    t = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29))
+    white = torch.tensor(WHITE_D65, dtype=lab.dtype, device=lab.device).view(3, 1, 1)
+    linear = _mix(_XYZ_TO_RGB, t * white).clamp(0, 1)
+    rgb = torch.where(linear > 0.0031308, 1.055 * linear.clamp(min=0.0031308) ** (1 / 2.4) - 0.055, 12.92 * linear)
+    return rgb.clamp(0, 1)
+
+
+def lab_to_net(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lab (..., 3, H, W) -> (L / 50 - 1, ab / 110): the generator's input and target in [-1, 1]."""
+    return lab[..., :1, :, :] / L_SCALE - 1, (lab[..., 1:, :, :] / AB_SCALE).clamp(-1, 1)
+
+
+def net_to_lab(real_a: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """(normalised L (..., 1, H, W), normalised ab (..., 2, H, W)) -> Lab (..., 3, H, W)."""
+    if real_a.shape[-3] != 1 or ab.shape[-3] != 2 or real_a.shape[-2:] != ab.shape[-2:]:
+        shapes = f"{tuple(real_a.shape)} and {tuple(ab.shape)}"
+        raise ValueError(f"expected L (1, H, W) and ab (2, H, W) of one size, got {shapes}")
+    L = (real_a.float().clamp(-1, 1) + 1) * L_SCALE
+    return torch.cat([L, ab.float().clamp(-1, 1) * AB_SCALE], dim=-3)
+
+
+def image_to_l_ab(image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+    """A colour (or grey) PIL image -> (real_a (1, H, W), real_b (2, H, W)), both in [-1, 1]."""
+    rgb = (to_tensor(image.convert("RGB")) + 1) / 2  # (3, H, W) in [0, 1]
+    return lab_to_net(rgb_to_lab(rgb))
+
+
+def l_ab_to_image(real_a: torch.Tensor, ab: torch.Tensor | None = None) -> Image.Image:
+    """Normalised L (1, H, W) and ab (2, H, W) -> RGB PIL image; without ab, the grey of L."""
+    real_a = real_a.detach().cpu().float()
+    ab = torch.zeros(2, *real_a.shape[-2:]) if ab is None else ab.detach().cpu().float()
+    rgb = lab_to_rgb(net_to_lab(real_a, ab))  # (3, H, W) in [0, 1]
+    array = rgb.mul(255).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def grey_image(image: Image.Image) -> Image.Image:
+    """The lightness L of a photo as a grey RGB image: what a colorization model sees."""
+    return l_ab_to_image(image_to_l_ab(image)[0])
+
+
+class ColorizationDataset(Dataset):
+    """Any folder of photos (recursively) as colorization pairs: real_a = L (1, H, W), real_b =
+    ab (2, H, W), normalised as above. Grey photos are kept: their ab is zero.
+
+    Takes the dataset contract of `make_dataset`: (folder, direction, augment, in_channels,
+    out_channels); indexed with an int (no jitter) or (index, seed).
+    """
+
+    def __init__(
+        self,
+        folder: Path | str,
+        direction: str = "AtoB",
+        augment: Augment | None = None,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        check: bool = True,
+    ) -> None:
+        if (in_channels, out_channels) != (1, 2):
+            raise ValueError(
+                f"dataset_mode colorization maps L (1 channel) to ab (2 channels); got in_channels "
+                f"{in_channels}, out_channels {out_channels}: pass --in-channels 1 --out-channels 2 "
+                "(or --preset colorization)"
+            )
+        if direction != "AtoB":
+            raise ValueError("dataset_mode colorization always maps L -> ab; leave direction at AtoB")
+        self.folder = Path(folder)
+        self.files = check_photo_folder(self.folder) if check else list_images(self.folder)
+        self.augment = augment or Augment()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        path = self.files[index]
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        (photo,) = self.augment([open_image(path, "RGB")], generator)
+        real_a, real_b = image_to_l_ab(photo)
+        return {"real_a": real_a, "real_b": real_b, "path": str(path)}  # (1, H, W): L, (2, H, W): ab
+
+    def render(self, image: torch.Tensor, real_a: torch.Tensor) -> Image.Image:
+        """L alone renders grey; ab (predicted or real) is shown with the L of `real_a`."""
+        return l_ab_to_image(real_a, image if image.shape[0] == 2 else None)
+
+
+# --- any folder of photos: shared by the task datasets ------------------------------------------
+
+
+def check_photo_folder(folder: Path, max_problems: int = 50) -> list[Path]:
+    """Every image file under `folder`, after reading each header; all unreadable files are
+    reported in one DatasetError, each naming the file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder of photos")
+    files = list_images(folder)
+    if not files:
+        others = [p.name for p in sorted(folder.iterdir())[:5]]
+        hint = f" (found only: {', '.join(others)})" if others else ""
+        raise DatasetError(f"{folder}: no image files (.jpg, .png, ...){hint}")
+    problems = []
+    for path in files:
+        try:
+            image_size(path)
+        except ImageError as err:
+            problems.append(str(err))
+    if problems:
+        shown = "\n  ".join(problems[:max_problems])
+        more = f"\n  ... and {len(problems) - max_problems} more" if len(problems) > max_problems else ""
+        raise DatasetError(f"{folder}: {len(problems)} of {len(files)} files cannot be used:\n  {shown}{more}")
+    return files
+
+
+def split_files(files: list[Path], val_fraction: float, seed: int = 0) -> dict[str, list[Path]]:
+    """A seeded split into {'train': [...], 'val': [...]}: round(n * val_fraction) files (at
+    least one when the fraction is positive and there are two or more) go to val."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val fraction must be in [0, 1), got {val_fraction}")
+    n_val = round(len(files) * val_fraction)
+    if val_fraction > 0 and len(files) >= 2:
+        n_val = min(max(n_val, 1), len(files) - 1)
+    order = list(range(len(files)))
+    random.Random(seed).shuffle(order)
+    val = set(order[:n_val])
+    return {
+        "train": [f for i, f in enumerate(files) if i not in val],
+        "val": [f for i, f in enumerate(files) if i in val],
+    }
+
+
+def fit_square(image: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to `size` and centre-crop to size x size (0: keep as it is)."""
+    if size <= 0:
+        return image
+    return ImageOps.fit(image, (size, size), Image.BICUBIC)
+
+
+def write_pair_dataset(
+    src: Path | str,
+    out: Path | str,
+    make_input: Callable[[Image.Image], Image.Image],
+    size: int = 256,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Write the photos under `src` as aligned pairs make_input(photo) | photo (PNG) into
+    out/train and out/val, keeping relative paths. Returns the number of pairs per split."""
+    src, out = Path(src), Path(out)
+    files = check_photo_folder(src)
+    splits = split_files(files, val_fraction, seed)
+    jobs = [(f, out / split / f.relative_to(src).with_suffix(".png")) for split, fs in splits.items() for f in fs]
+    seen: dict[Path, Path] = {}
+    for source, target in jobs:
+        if target in seen:
+            raise ImageError(f"{source} and {seen[target]} would both be written to {target}")
+        seen[target] = source
+    if not overwrite:
+        existing = [t for _, t in jobs if t.exists()]
+        if existing:
+            raise FileExistsError(
+                f"{existing[0]} exists ({len(existing)} pairs would be overwritten); pass --overwrite"
+            )
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="img", dynamic_ncols=True, mininterval=1.0)
+    try:
+        for source, target in jobs:
+            photo = fit_square(open_image(source, "RGB"), size)
+            left = make_input(photo).convert("RGB")
+            if left.size != photo.size:
+                raise ValueError(f"{source}: input image is {left.size}, photo {photo.size}; they must match")
+            pair = Image.new("RGB", (2 * photo.width, photo.height))
+            pair.paste(left, (0, 0))
+            pair.paste(photo, (photo.width, 0))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pair.save(target)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return {split: len(fs) for split, fs in splits.items()}
+
+
+def make_colorization_dataset(src: Path | str, out: Path | str, **options) -> dict[str, int]:
+    """Aligned grey | colour pairs from any folder of photos (for tools that read aligned pairs;
+    pix2pix itself trains on the photos directly with dataset_mode colorization). The grey half
+    is the Lab lightness L, the same signal a colorization model sees. Options: see
+    `write_pair_dataset`."""
+    return write_pair_dataset(src, out, grey_image, **options)
