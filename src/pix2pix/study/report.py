@@ -292,12 +292,14 @@ def _p(p: float) -> str:
 def format_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: one table of methods, one of pairwise differences, the paper's numbers."""
     u = report["uncertainty"]
+    exposures = sorted({ms for m in report["methods"] for ms in m["exposure_ms"]})
+    exposure = ", ".join(f"{ms} ms" for ms in exposures) or "-"
     lines = [
         f"# Perceptual study: {Path(report['study']).name}",
         "",
         f'Question: "{report["question"]}" Figure: the fraction of non-practice trials where the participant '
         "picked the real image as fake, i.e. judged the generated image real (the paper's \"% Turkers labeled "
-        'real"; 50% = indistinguishable). Pairing: ' + report["pairing"] + ".",
+        f'real"; 50% = indistinguishable). Pairing: {report["pairing"]}; exposure: {exposure}.',
         "",
         "| method | judged real ± SE | 95% CI | ± 95% CI half-width | participants | trials | answered left |",
         "|---|---|---|---|---|---|---|",
@@ -319,12 +321,12 @@ def format_markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"± is the bootstrap standard error; 95% CI: bootstrap percentile interval ({u['resamples']:,} resamples of "
-        f"participants, seed {u['seed']}). Participants: {who} "
+        f"participants, seed {u['seed']}). Participants: {who} ("
         + "; ".join(
             f"{m['method']}: {m['sessions_complete']} complete of {m['sessions_started']} started"
             for m in report["methods"]
         )
-        + ". Practice trials are not counted.",
+        + "). Practice trials are not counted.",
     ]
     if report["comparisons"]:
         lines += [

@@ -109,6 +109,10 @@ class StudyHandler(DemoHandler):
             self._refused(err, {"Allow": "POST"} if err.status == 405 else None)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+        except Exception as err:  # noqa: BLE001 - the server must answer and keep running
+            self.close_connection = True
+            self.log_error("study request failed: %r", err)
+            self._send_json(500, {"error": f"server error: {type(err).__name__}: {err}", "status": 500})
 
     do_HEAD = do_GET  # DemoHandler's alias points at its own do_GET
 

@@ -432,6 +432,8 @@ class StudyStore:
             raise Refused(404, f"no side {side!r}; use left or right")
         with self._lock:
             session = self._owned(token, None)
+            if session.complete:
+                raise Refused(409, "this session is complete; there are no more trials")
             if index != session.current:
                 raise Refused(409, f"trial {index} is not your current trial ({session.current})")
             trial = session.trials[index]
