@@ -213,6 +213,7 @@ def _bad_requests() -> list[tuple[str, dict, int, str]]:
         ("decompression bomb header", dict(body=png_header_only(100_000, 100_000)), 413, "pixels"),
         ("bad mode", dict(query="mode=train"), 400, "mode must be"),
         ("bad seed", dict(query="mode=paper&seed=-1"), 400, "seed must be"),
+        ("non-ASCII digits", dict(query="mode=paper&seed=%C2%B2"), 400, "seed must be"),
         ("unknown parameter", dict(query="mode=eval&steps=3"), 400, "unknown query"),
         ("multipart form", dict(content_type="multipart/form-data; boundary=x"), 415, "multipart"),
         ("wrong host", dict(headers={"Host": "attacker.example:80"}), 403, "Host"),

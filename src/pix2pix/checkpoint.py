@@ -128,7 +128,9 @@ def save_model(folder: Path, generator: torch.nn.Module, config: dict[str, Any])
     folder.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
     tmp = folder / (MODEL_WEIGHTS + ".tmp")
-    save_file(weights, str(tmp), metadata={"format": "pix2pix", "version": __version__})
+    # one metadata key: safetensors writes a metadata map in no fixed order, and identical
+    # weights should give identical files (the version is in config.json)
+    save_file(weights, str(tmp), metadata={"format": "pix2pix"})
     _fsync_replace(tmp, folder / MODEL_WEIGHTS)
     tmp = folder / (MODEL_CONFIG + ".tmp")
     tmp.write_text(json.dumps(config, indent=2) + "\n")

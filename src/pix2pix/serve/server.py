@@ -193,7 +193,7 @@ def _parse_query(query: str) -> tuple[str, int | None]:
     seed = None
     if "seed" in params and params["seed"][-1] != "":
         text = params["seed"][-1]
-        if not text.isdigit() or int(text) >= 2**63:
+        if not (text.isascii() and text.isdigit()) or int(text) >= 2**63:
             raise RequestError(400, f"seed must be a whole number from 0 to 2**63 - 1, got {text!r}")
         seed = int(text)
     return mode, seed
