@@ -67,13 +67,44 @@ class Limits:
             raise ValueError(f"limits must be positive, got {self}")
 
 
+# What the page shows about each palette; the classes themselves come from the label tables
+# that evaluation uses (pix2pix.data.labels), so the demo and the scores never disagree.
+PALETTE_TEXT = {
+    "cityscapes": (
+        "Cityscapes (19 train classes)",
+        "Cityscapes label table (cityscapesScripts labels.py): the 19 classes with trainId 0-18, "
+        "their official ids and colours",
+    ),
+    "facades": (
+        "CMP Facades (12 classes)",
+        "CMP Facade Database label order (1 background ... 12 shop); colours are MATLAB jet(12) in that order, "
+        "the colour map of the dataset's label images and of the pix2pix facades inputs",
+    ),
+}
+
+
 def load_palette(name: str) -> dict[str, Any]:
     """A shipped class palette ('cityscapes' or 'facades'): title, source, background, classes
-    (each with name, id and RGB colour)."""
+    (each with name, id, trainId and RGB colour)."""
+    from ..data.labels import load_palette as load_label_table
+
     if name not in PALETTES:
         raise ValueError(f"unknown palette {name!r}; choose one of {', '.join(PALETTES)} or none")
-    table = json.loads((resources.files("pix2pix.serve") / "palettes.json").read_text())
-    return {"name": name, **table[name]}
+    labels = load_label_table(name).labels
+    scored = sorted((label for label in labels if 0 <= label.train_id < 255), key=lambda label: label.train_id)
+    classes = [
+        {"name": label.name, "id": label.id, "trainId": label.train_id, "color": list(label.color)}
+        for label in scored
+    ]
+    # the eraser paints the background: Cityscapes' "unlabeled" (id 0), the first facades class
+    unlabeled = [label for label in labels if label.id == 0]
+    background = (
+        {"name": unlabeled[0].name, "id": 0, "color": list(unlabeled[0].color)}
+        if unlabeled
+        else {k: classes[0][k] for k in ("name", "id", "color")}
+    )
+    title, source = PALETTE_TEXT[name]
+    return {"name": name, "title": title, "source": source, "background": background, "classes": classes}
 
 
 def resolve_palette(flag: str | None, config: dict[str, Any]) -> str | None:
