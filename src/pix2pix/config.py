@@ -98,7 +98,9 @@ class TrainConfig:
     l1_warmup_epochs: int = opt(0, "epochs of reconstruction-only generator training before the adversarial phase")
     max_steps: int = opt(0, "stop after this many steps (0: run the whole schedule)")
     seed: int = opt(0, "seed of weights, data order, jitter and dropout")
-    deterministic: bool = opt(False, "deterministic algorithms (bitwise-reproducible runs; slower on GPU)")
+    deterministic: bool = opt(
+        False, "bitwise-reproducible runs: deterministic algorithms; on the CPU one intra-op thread (slower)"
+    )
     device: str = opt("auto", "auto (cuda if present), cpu, cuda, cuda:N")
 
     # --- run bookkeeping ---

@@ -316,7 +316,7 @@ def _tifffile(path: Path):  # noqa: ANN202 - the module, imported on demand
     except ImportError:
         raise ImageError(
             f"{path}: reading 16-bit colour or N-channel TIFF needs the tifffile package "
-            "(pip install tifffile), or save the image as .npy"
+            '(pip install "pix2pix[tiff]"), or save the image as .npy'
         ) from None
     return tifffile
 

@@ -93,8 +93,7 @@ def load_palette(name: str) -> dict[str, Any]:
     labels = load_label_table(name).labels
     scored = sorted((label for label in labels if 0 <= label.train_id < 255), key=lambda label: label.train_id)
     classes = [
-        {"name": label.name, "id": label.id, "trainId": label.train_id, "color": list(label.color)}
-        for label in scored
+        {"name": label.name, "id": label.id, "trainId": label.train_id, "color": list(label.color)} for label in scored
     ]
     # the eraser paints the background: Cityscapes' "unlabeled" (id 0), the first facades class
     unlabeled = [label for label in labels if label.id == 0]
