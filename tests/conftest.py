@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,37 @@ def tiny_config(data: Path, **overrides) -> TrainConfig:
     )
     values.update(overrides)
     return TrainConfig(**values)
+
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def chromium_driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """Headless Debian Chromium driven by selenium, with a fresh profile and no background
+    networking (the machine is offline); skips with the reason where a part is missing."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[test]')")
+    from selenium.webdriver.chrome.service import Service
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None or not CHROMEDRIVER.is_file():
+        pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        "--force-device-scale-factor=1",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    chrome = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    chrome.set_page_load_timeout(30)
+    yield chrome
+    chrome.quit()

@@ -6,7 +6,6 @@ reason) where Chromium, chromedriver or selenium are missing, as tests/test_serv
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,39 +16,13 @@ from PIL import Image
 
 from pix2pix.study import Protocol, create_study
 
+from .conftest import chromium_driver
 from .test_study import SMALL, Running, make_images, make_study, read_responses, read_sessions
-
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[test]')")
-    from selenium.webdriver.chrome.service import Service
-
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None or not CHROMEDRIVER.is_file():
-        pytest.skip("chromium / chromedriver not installed (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-        "--force-device-scale-factor=1",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    chrome = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    chrome.set_page_load_timeout(30)
-    yield chrome
-    chrome.quit()
+    yield from chromium_driver(tmp_path_factory)
 
 
 # --- page helpers ------------------------------------------------------------------------------
