@@ -25,7 +25,6 @@ from pix2pix.data.colorize import (
     lab_to_rgb,
     make_colorization_dataset,
     rgb_to_lab,
-    split_files,
 )
 from pix2pix.data.inpaint import InpaintingDataset, hole_box
 from pix2pix.data.labels import (
@@ -36,6 +35,7 @@ from pix2pix.data.labels import (
     to_train_ids,
     train_ids_to_colors,
 )
+from pix2pix.data.photos import split_files
 from pix2pix.train import train
 
 from .conftest import SHARED_DATA, shared_dataset, tiny_config

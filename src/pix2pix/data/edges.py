@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .colorize import write_pair_dataset
+from .photos import write_pair_dataset
 
 EDGES_EXTRA = 'edge detection needs OpenCV: pip install "pix2pix[edges]" (or pip install opencv-python-headless)'
 HED_THRESHOLD = 25 / 255  # edge probability above which a pixel is an edge (HED post-processing)

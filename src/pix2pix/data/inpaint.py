@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from .aligned import Augment
-from .colorize import check_photo_folder
-from .images import list_images, mode_for_channels, open_image, to_image, to_tensor
+from .images import mode_for_channels, to_image, to_tensor
+from .photos import PhotoDataset
 
 HOLES = ("center", "random")
 HOLE_FILL = 0.0  # mid-grey in [-1, 1]
@@ -48,7 +47,7 @@ def cut_hole(image: torch.Tensor, box: tuple[int, int, int, int], fill: float = 
     return out
 
 
-class InpaintingDataset(Dataset):
+class InpaintingDataset(PhotoDataset):
     """Photos with a hole (real_a) and whole (real_b), both (C, H, W) in [-1, 1], C = 3 or 1.
 
     Takes the `make_dataset` contract (folder, direction, augment, in_channels, out_channels)
@@ -74,20 +73,12 @@ class InpaintingDataset(Dataset):
         if direction != "AtoB":
             raise ValueError("dataset_mode inpainting always maps holed -> whole photo; leave direction at AtoB")
         hole_box(8, 8, hole, hole_size)  # checks the settings before any image is read
-        self.folder = Path(folder)
-        self.files = check_photo_folder(self.folder) if check else list_images(self.folder)
-        self.augment = augment or Augment()
+        super().__init__(folder, augment, check)
         self.mode = mode_for_channels(in_channels)
         self.hole, self.hole_size = hole, hole_size
 
-    def __len__(self) -> int:
-        return len(self.files)
-
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | str]:
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        path = self.files[index]
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        (photo,) = self.augment([open_image(path, "RGB")], generator)
+        index, path, generator, photo = self.load(key)
         real_b = to_tensor(photo.convert(self.mode))  # (C, H, W): y, the whole photo
         if generator is None:  # validation: the same hole every time
             generator = torch.Generator().manual_seed(index)
