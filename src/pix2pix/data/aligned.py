@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
+from ..config import PREPROCESS
 from .check import CROPPING, Problem, Requirements, Sample, check_split, format_failure, list_samples, scale_width_size
 from .images import (
     ImageError,
@@ -66,9 +67,6 @@ def check_aligned_folder(folder: Path, max_problems: int = 50) -> list[Path]:
     return [sample.files[0] for sample in report.usable]
 
 
-PREPROCESS_MODES = ("resize_and_crop", "crop", "resize", "scale_width_and_crop", "scale_width", "none")
-
-
 @dataclass(frozen=True)
 class Augment:
     """Per-sample geometry, identical for both halves: a deterministic resize (which a cache may
@@ -94,8 +92,8 @@ class Augment:
     flip: bool = True
 
     def __post_init__(self) -> None:
-        if self.preprocess not in PREPROCESS_MODES:
-            raise ValueError(f"preprocess {self.preprocess!r}: choose one of {list(PREPROCESS_MODES)}")
+        if self.preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess {self.preprocess!r}: choose one of {list(PREPROCESS)}")
 
     def resized_size(self, w: int, h: int) -> tuple[int, int]:
         """Size after the deterministic resize of a (w, h) image."""
