@@ -27,6 +27,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -356,48 +357,62 @@ class DemoHandler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
-    def do_POST(self) -> None:  # noqa: N802
-        url = urlsplit(self.path)
-        unread = 0  # bytes of the body still in the socket
+    # exceptions answered as their 4xx JSON error; a subclass may add its own (.status, .message)
+    refusals: tuple[type[Exception], ...] = (RequestError,)
+
+    def _handle_post(self, handle: Callable[[int], None], what: str) -> None:
+        """Run `handle(content_length)`, turning every failure into a JSON answer: refusals as
+        their 4xx (draining a body left unread), anything else as a 500, the server going on.
+        `handle` sets `self._unread = 0` once it has read the body."""
         try:
             length = int(self.headers.get("Content-Length", "-1"))
         except ValueError:
             length = -1
-        unread = max(length, 0)
+        self._unread = max(length, 0)  # bytes of the body still in the socket
         try:
             self._check_origin()
-            if url.path != "/translate":
-                known = url.path in ("/", "/index.html", "/health", "/info")
-                raise RequestError(405 if known else 404, f"cannot POST {url.path!r}; use POST /translate")
-            if self.headers.get("Transfer-Encoding") is not None or length < 0:
-                raise RequestError(411, "send the image with a valid Content-Length header (no chunked uploads)")
-            limit = self.server.translator.limits.max_upload_bytes
-            if length > limit:
-                raise RequestError(
-                    413, f"upload of {length:,} bytes is over this server's limit of {limit:,} bytes (--max-upload-mb)"
-                )
-            if self.headers.get_content_type().startswith("multipart/"):
-                raise RequestError(415, "send the image file's bytes as the body, not a multipart form")
-            mode, seed = _parse_query(url.query)
-            data = self.rfile.read(length)
-            unread = 0
-            if len(data) < length:
-                self.close_connection = True
-                raise RequestError(400, f"the body ended after {len(data)} of {length} bytes (Content-Length)")
-            png, headers = self.server.translator.translate_bytes(data, mode, seed)
-            self._send(200, png, "image/png", headers)
-        except RequestError as err:
+            handle(length)
+        except self.refusals as err:
+            unread = self._unread
             if unread:  # a body we did not read: this connection cannot carry another request
                 self.close_connection = True
-            self._send_error(err, {"Allow": "GET, HEAD"} if err.status == 405 else None)
+            self._send_error(
+                RequestError(err.status, err.message), {"Allow": "GET, HEAD"} if err.status == 405 else None
+            )
             if unread:
                 self._drain(min(unread, DRAIN_BYTES))
         except (ConnectionError, TimeoutError):
             self.close_connection = True
         except Exception as err:  # noqa: BLE001 - the server must answer and keep running
             self.close_connection = True
-            self.log_error("translate failed: %r", err)
-            self._send_json(500, {"error": f"translation failed: {type(err).__name__}: {err}", "status": 500})
+            self.log_error("%s failed: %r", what, err)
+            self._send_json(500, {"error": f"{what} failed: {type(err).__name__}: {err}", "status": 500})
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._handle_post(self._translate, "translation")
+
+    def _translate(self, length: int) -> None:
+        url = urlsplit(self.path)
+        if url.path != "/translate":
+            known = url.path in ("/", "/index.html", "/health", "/info")
+            raise RequestError(405 if known else 404, f"cannot POST {url.path!r}; use POST /translate")
+        if self.headers.get("Transfer-Encoding") is not None or length < 0:
+            raise RequestError(411, "send the image with a valid Content-Length header (no chunked uploads)")
+        limit = self.server.translator.limits.max_upload_bytes
+        if length > limit:
+            raise RequestError(
+                413, f"upload of {length:,} bytes is over this server's limit of {limit:,} bytes (--max-upload-mb)"
+            )
+        if self.headers.get_content_type().startswith("multipart/"):
+            raise RequestError(415, "send the image file's bytes as the body, not a multipart form")
+        mode, seed = _parse_query(url.query)
+        data = self.rfile.read(length)
+        self._unread = 0
+        if len(data) < length:
+            self.close_connection = True
+            raise RequestError(400, f"the body ended after {len(data)} of {length} bytes (Content-Length)")
+        png, headers = self.server.translator.translate_bytes(data, mode, seed)
+        self._send(200, png, "image/png", headers)
 
 
 class DemoServer(ThreadingHTTPServer):

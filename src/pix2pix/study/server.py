@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..serve.server import DRAIN_BYTES, DemoHandler, RequestError, _is_loopback
+from ..serve.server import DemoHandler, RequestError, _is_loopback
 from .design import Protocol
 from .store import DEFAULT_ABANDON_AFTER_S, Refused, StudyStore
 
@@ -52,6 +52,7 @@ class StudyHandler(DemoHandler):
 
     server: StudyServer
     server_version = "pix2pix-study"
+    refusals = (RequestError, Refused)
 
     def handle_expect_100(self) -> bool:
         try:
@@ -137,43 +138,27 @@ class StudyHandler(DemoHandler):
             raise RequestError(400, f"the body is not valid JSON ({err})") from None
 
     def do_POST(self) -> None:  # noqa: N802
+        self._handle_post(self._post, "study request")
+
+    def _post(self, length: int) -> None:
         path = urlsplit(self.path).path
-        try:
-            length = int(self.headers.get("Content-Length", "-1"))
-        except ValueError:
-            length = -1
-        unread = max(length, 0)
+        if path not in ("/api/session", "/api/answer"):
+            known = path in ("/", "/index.html", "/health", "/api/state") or path.startswith("/api/image/")
+            raise RequestError(405 if known else 404, f"cannot POST {path!r}; use /api/session or /api/answer")
+        payload = self._read_json(length)
+        self._unread = 0
+        token = self._token()
         store = self.server.store
-        try:
-            self._check_origin()
-            if path not in ("/api/session", "/api/answer"):
-                known = path in ("/", "/index.html", "/health", "/api/state") or path.startswith("/api/image/")
-                raise RequestError(405 if known else 404, f"cannot POST {path!r}; use /api/session or /api/answer")
-            payload = self._read_json(length)
-            unread = 0
-            token = self._token()
-            if path == "/api/session":
-                if not isinstance(payload, dict) or set(payload) - {"worker_id"}:
-                    raise RequestError(400, 'send {"worker_id": "..."} (optional) or {}')
-                worker_id = payload.get("worker_id")
-                if worker_id is not None and not isinstance(worker_id, str):
-                    raise RequestError(400, "worker_id must be a string")
-                state, token, created = store.start(token, worker_id)
-                self._send_json(201 if created else 200, {"session": state}, self._cookie_header(token))
-            else:
-                self._send_json(200, store.answer(token, payload))
-        except (RequestError, Refused) as err:
-            if unread:  # a body we did not read: this connection cannot carry another request
-                self.close_connection = True
-            self._refused(err, {"Allow": "GET, HEAD"} if err.status == 405 else None)
-            if unread:
-                self._drain(min(unread, DRAIN_BYTES))
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True
-        except Exception as err:  # noqa: BLE001 - the server must answer and keep running
-            self.close_connection = True
-            self.log_error("study request failed: %r", err)
-            self._send_json(500, {"error": f"server error: {type(err).__name__}: {err}", "status": 500})
+        if path == "/api/session":
+            if not isinstance(payload, dict) or set(payload) - {"worker_id"}:
+                raise RequestError(400, 'send {"worker_id": "..."} (optional) or {}')
+            worker_id = payload.get("worker_id")
+            if worker_id is not None and not isinstance(worker_id, str):
+                raise RequestError(400, "worker_id must be a string")
+            state, token, created = store.start(token, worker_id)
+            self._send_json(201 if created else 200, {"session": state}, self._cookie_header(token))
+        else:
+            self._send_json(200, store.answer(token, payload))
 
 
 class StudyServer(ThreadingHTTPServer):
