@@ -31,7 +31,7 @@ from pix2pix.config import TrainConfig, parse_objective
 from pix2pix.data.aligned import AlignedDataset, Augment, EpochSampler, split_folder
 from pix2pix.data.cache import cache_bytes
 from pix2pix.data.images import read_image, split_pair, to_tensor
-from pix2pix.train import build_networks, train_step
+from pix2pix.train import build_networks, make_adam, train_step
 
 CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 
@@ -81,8 +81,8 @@ def train_rate(dataset: AlignedDataset, workers: int, steps: int, warmup: int = 
     cfg = TrainConfig(direction="BtoA")
     torch.manual_seed(0)
     generator, discriminator = build_networks(cfg)
-    opt_g = torch.optim.Adam(generator.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(discriminator.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_g = make_adam(generator, cfg)
+    opt_d = make_adam(discriminator, cfg)
     objective = parse_objective(cfg.objective)
     sampler = EpochSampler(len(dataset), seed=0, epoch=0)
     loader = DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers, generator=torch.Generator())

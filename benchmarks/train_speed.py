@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pix2pix import __version__
 from pix2pix.config import TrainConfig, parse_objective
 from pix2pix.data.aligned import AlignedDataset, Augment, EpochSampler, split_folder
-from pix2pix.train import build_networks, resolve_device, train_step
+from pix2pix.train import build_networks, make_adam, resolve_device, train_step
 
 CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 
@@ -49,8 +49,8 @@ def main() -> None:
     generator, discriminator = build_networks(cfg)
     generator.to(device)
     discriminator.to(device)
-    opt_g = torch.optim.Adam(generator.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(discriminator.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_g = make_adam(generator, cfg)
+    opt_d = make_adam(discriminator, cfg)
     objective = parse_objective(cfg.objective)
 
     data_path = Path(args.data)

@@ -1,0 +1,363 @@
+"""`pix2pix reproduce NAME`: train and score one of the paper's experiment sets, and write a
+Markdown report with our numbers beside the paper's (../shared/reference/PAPER_NOTES.md).
+
+Every set has two protocols:
+- `full`: the paper's (appendix 6.2): 256 px, jitter 286 -> 256 and mirroring, the set's batch
+  size, 100 + 100 epochs. Meant for a GPU.
+- `reduced`: fits in about two hours on a 2-core CPU per three rows. What is reduced, exactly:
+  image size 256 -> 128 px (jitter 143 -> 128, the U-Net one level shallower: 7 levels, as
+  the reference code's unet_128), and epochs 100 + 100 -> 1 + 1 (one epoch at the initial
+  learning rate, one of linear decay to zero). Architecture widths (ngf = ndf = 64), the
+  objective, lambda = 100, Adam settings, batch size, the data and the full val set are the
+  paper's.
+
+Runs are shared between sets (a run is named by its full config), so `table1`, `table3` and
+`figure7` train the L1+cGAN labels->photo model once. Each step leaves a file behind: an
+interrupted run resumes from its last checkpoint and finished rows are not redone.
+
+Example:
+    pix2pix reproduce table6 --data ../shared/data/cityscapes --protocol reduced --out reproduce
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .config import TrainConfig, load_preset
+
+PROTOCOLS = ("full", "reduced")
+REDUCED = {"crop_size": 128, "load_size": 143, "epochs": 1, "epochs_decay": 1}
+REDUCED_SEGMENTER_STEPS = 3000  # segmenter recipe at 128 px for the reduced protocol
+SCORES = ("pixel_acc", "class_acc", "class_iou")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a table: a training config (overrides of the set's preset) and the paper's
+    figures for it (None where the paper has none)."""
+
+    name: str
+    overrides: dict[str, Any]
+    paper: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentSet:
+    name: str
+    title: str
+    preset: str  # training preset the rows start from
+    task: str  # photo2label: scored against the label maps; label2photo: FCN-score
+    rows: tuple[Row, ...]
+    metric_names: tuple[str, ...] = SCORES
+    overrides: dict[str, Any] = field(default_factory=dict)  # applied to every row
+    ground_truth_paper: tuple[float, ...] | None = None  # label2photo: the segmenter on real photos
+    notes: str = ""
+
+
+L2P, P2L = "cityscapes_label2photo", "cityscapes_photo2label"
+FCN_GT = (0.80, 0.26, 0.21)
+LAB = ("hist_L", "hist_a", "hist_b")
+
+SETS: dict[str, ExperimentSet] = {
+    s.name: s
+    for s in (
+        ExperimentSet(
+            "table6",
+            "Table 6: Cityscapes photo -> labels, scored against the label maps",
+            P2L,
+            "photo2label",
+            (
+                Row("L1", {"objective": "l1"}, (0.86, 0.42, 0.35)),
+                Row("cGAN", {"objective": "cgan"}, (0.74, 0.28, 0.22)),
+                Row("L1+cGAN", {"objective": "l1+cgan"}, (0.83, 0.36, 0.29)),
+            ),
+        ),
+        ExperimentSet(
+            "table1",
+            "Table 1: losses, Cityscapes labels -> photo, FCN-scores",
+            L2P,
+            "label2photo",
+            (
+                Row("L1", {"objective": "l1"}, (0.42, 0.15, 0.11)),
+                Row("GAN", {"objective": "gan"}, (0.22, 0.05, 0.01)),
+                Row("cGAN", {"objective": "cgan"}, (0.57, 0.22, 0.16)),
+                Row("L1+GAN", {"objective": "l1+gan"}, (0.64, 0.20, 0.15)),
+                Row("L1+cGAN", {"objective": "l1+cgan"}, (0.66, 0.23, 0.17)),
+            ),
+            ground_truth_paper=FCN_GT,
+        ),
+        ExperimentSet(
+            "table2",
+            "Table 2: U-Net vs encoder-decoder, Cityscapes labels -> photo, batch 10, FCN-scores",
+            L2P,
+            "label2photo",
+            (
+                Row("Encoder-decoder (L1)", {"objective": "l1", "skips": False}, (0.35, 0.12, 0.08)),
+                Row("Encoder-decoder (L1+cGAN)", {"objective": "l1+cgan", "skips": False}, (0.29, 0.09, 0.05)),
+                Row("U-Net (L1)", {"objective": "l1"}, (0.48, 0.18, 0.13)),
+                Row("U-Net (L1+cGAN)", {"objective": "l1+cgan"}, (0.55, 0.20, 0.14)),
+            ),
+            overrides={"batch_size": 10},
+            ground_truth_paper=FCN_GT,
+        ),
+        ExperimentSet(
+            "table3",
+            "Table 3: discriminator receptive field, Cityscapes labels -> photo, L1+cGAN, FCN-scores",
+            L2P,
+            "label2photo",
+            tuple(
+                Row(f"{rf}x{rf}", {"receptive_field": rf}, paper)
+                for rf, paper in (
+                    (1, (0.39, 0.15, 0.10)),
+                    (16, (0.65, 0.21, 0.17)),
+                    (70, (0.66, 0.23, 0.17)),
+                    (286, (0.42, 0.16, 0.11)),
+                )
+            ),
+            ground_truth_paper=FCN_GT,
+        ),
+        ExperimentSet(
+            "figure7",
+            "Figure 7: histogram intersection of output colour distributions with the real photos "
+            "(Lab), Cityscapes labels -> photo",
+            L2P,
+            "label2photo",
+            (
+                Row("L1", {"objective": "l1"}, (0.81, 0.69, 0.70)),
+                Row("cGAN", {"objective": "cgan"}, (0.87, 0.74, 0.84)),
+                Row("L1+cGAN", {"objective": "l1+cgan"}, (0.86, 0.84, 0.82)),
+                Row("PixelGAN (L1+cGAN, 1x1 D)", {"objective": "l1+cgan", "receptive_field": 1}, (0.83, 0.68, 0.78)),
+            ),
+            metric_names=LAB,
+        ),
+        ExperimentSet(
+            "losses",
+            "Seed 003's loss ablation (L1, L2, L1+L2, each with and without cGAN), Cityscapes "
+            "labels -> photo, FCN-scores (seed 003 ran it on facades, which is not available here)",
+            L2P,
+            "label2photo",
+            tuple(
+                Row(name + suffix, {"objective": objective + extra})
+                for name, objective in (("L1", "l1"), ("L2", "l2"), ("L1+L2", "l1+l2"))
+                for suffix, extra in (("", ""), ("+cGAN", "+cgan"))
+            ),
+            ground_truth_paper=FCN_GT,
+        ),
+        ExperimentSet(
+            "augmentation",
+            "Augmentation ablation (appendix 6.2's jitter and mirroring), Cityscapes labels -> photo, "
+            "L1+cGAN, FCN-scores",
+            L2P,
+            "label2photo",
+            (
+                Row("jitter + mirror (paper)", {}),
+                Row("mirror only", {"preprocess": "resize", "flip": True}),
+                Row("jitter only", {"flip": False}),
+                Row("none", {"preprocess": "resize", "flip": False}),
+            ),
+            ground_truth_paper=FCN_GT,
+        ),
+        ExperimentSet(
+            "batch_size",
+            "Batch-size ablation (appendix 6.2 uses 1, 4 and 10), Cityscapes labels -> photo, "
+            "L1+cGAN, FCN-scores",
+            L2P,
+            "label2photo",
+            tuple(Row(f"batch {b}", {"batch_size": b}) for b in (1, 4, 10)),
+            ground_truth_paper=FCN_GT,
+        ),
+    )
+}
+
+
+def row_config(exp: ExperimentSet, row: Row, data: str | Path, protocol: str, device: str = "auto") -> TrainConfig:
+    """The training config of one row: preset, then the set's and the row's overrides, then the
+    protocol's reductions."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    values: dict[str, Any] = {**load_preset(exp.preset), **exp.overrides, **row.overrides}
+    values.pop("description", None)
+    values.pop("paper", None)
+    if protocol == "reduced":
+        values.update(REDUCED)
+    values.update(data=str(data), device=device, num_samples=4, sample_every=1000, checkpoint_every=500)
+    return TrainConfig(**values)
+
+
+def run_name(cfg: TrainConfig) -> str:
+    """A run folder name that is the same for the same training config (data folder and
+    device excluded): runs are shared between sets."""
+    keyed = {k: v for k, v in cfg.to_dict().items() if k not in ("data", "device", "workers")}
+    digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
+    direction = "photo2label" if cfg.direction == "AtoB" else "label2photo"
+    return f"{direction}-{cfg.objective}-{cfg.crop_size}px-{digest}"
+
+
+def train_row(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> bool:
+    """Train (or resume) one row's run. Returns True when its schedule is complete."""
+    from .train import train
+
+    done = run_dir / "done.json"
+    if done.is_file():
+        return True
+    resume = (run_dir / "state.pt").is_file()
+    summary = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
+    if summary["interrupted"]:
+        return False
+    done.write_text(json.dumps({k: summary[k] for k in ("step", "epoch", "losses")}, indent=2) + "\n")
+    return True
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
+    import os
+
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def reproduce(
+    name: str,
+    data: str | Path,
+    out: str | Path,
+    protocol: str = "reduced",
+    segmenter: str | Path | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Train every row of set `name` that is not trained yet, score it, and write
+    OUT/NAME-PROTOCOL.md and .json. Returns the report's path."""
+    from .evaluate import evaluate_model, train_segmenter
+
+    if name not in SETS:
+        raise ValueError(f"unknown experiment set {name!r}; choose one of {', '.join(SETS)}")
+    exp = SETS[name]
+    out = Path(out)
+    runs = out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    configs = [(row, row_config(exp, row, data, protocol, device)) for row in exp.rows]
+    for i, (row, cfg) in enumerate(configs, 1):
+        run_dir = runs / run_name(cfg)
+        log(f"[{name} {i}/{len(configs)}] {row.name}: training in {run_dir}")
+        if not train_row(cfg, run_dir, progress):
+            raise KeyboardInterrupt(f"stopped while training {run_dir}; run the same command again to continue")
+
+    size = configs[0][1].crop_size
+    segmenter_path = None
+    if exp.task == "label2photo" and set(exp.metric_names) & set(SCORES):
+        segmenter_path = Path(segmenter) if segmenter else out / f"segmenter-{size}px"
+        if segmenter is None and not (segmenter_path / "done.json").is_file():
+            steps = REDUCED_SEGMENTER_STEPS if protocol == "reduced" else None
+            log(f"[{name}] training the FCN-score segmenter in {segmenter_path}")
+            train_segmenter(data, segmenter_path, size=size, steps=steps, device=device, progress=progress)
+
+    results = []
+    for row, cfg in configs:
+        run_dir = runs / run_name(cfg)
+        scores_path = run_dir / f"eval-{exp.task}.json"
+        if scores_path.is_file():
+            scores = json.loads(scores_path.read_text())
+        else:
+            log(f"[{name}] scoring {row.name}")
+            scores = evaluate_model(
+                run_dir / "model", data, out=run_dir / "eval", size=size, segmenter=segmenter_path, device=device
+            )
+            scores_path.write_text(json.dumps(scores, indent=2) + "\n")
+        results.append({"row": row.name, "run": str(run_dir), "paper": row.paper, "scores": scores})
+
+    report = {
+        "set": name,
+        "title": exp.title,
+        "protocol": protocol,
+        "reduced": REDUCED if protocol == "reduced" else None,
+        "data": str(data),
+        "command": f"pix2pix reproduce {name} --data {data} --protocol {protocol} --out {out}",
+        "machine": machine(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "version": __version__,
+        "seconds_this_invocation": round(time.perf_counter() - started, 1),
+        "metric_names": list(exp.metric_names),
+        "rows": results,
+        "ground_truth_paper": exp.ground_truth_paper,
+    }
+    (out / f"{name}-{protocol}.json").write_text(json.dumps(report, indent=2) + "\n")
+    path = out / f"{name}-{protocol}.md"
+    path.write_text(format_report(report, exp))
+    log(f"wrote {path}")
+    return path
+
+
+def _metric(scores: dict[str, Any], key: str) -> float | None:
+    for group in ("segmentation", "fcn", "color"):
+        if key in scores.get(group, {}):
+            return scores[group][key]
+    return scores.get(key)
+
+
+def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
+    names = report["metric_names"]
+    head = " / ".join(names)
+    lines = [
+        f"# {report['title']}",
+        "",
+        f"Protocol: **{report['protocol']}**. Machine: {report['machine']}. Date: {report['date']}. "
+        f"pix2pix {report['version']}.",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+    ]
+    if report["reduced"]:
+        lines += [
+            "Reduced from the paper's protocol: 256 px -> 128 px (jitter 143 -> 128, U-Net 7 levels), "
+            "epochs 100 + 100 -> 1 + 1. Everything else (data, widths, objective, lambda = 100, Adam, "
+            "batch size, the full val set) is the paper's. Expect lower scores than the paper's.",
+            "",
+        ]
+    lines += [f"| Row | ours ({head}) | paper ({head}) |", "|---|---|---|"]
+
+    def fmt(values: list[float | None] | tuple[float, ...] | None) -> str:
+        if values is None:
+            return "-"
+        return " / ".join("-" if v is None else f"{v:.2f}" for v in values)
+
+    for r in report["rows"]:
+        ours = [_metric(r["scores"], k) for k in names]
+        lines.append(f"| {r['row']} | {fmt(ours)} | {fmt(r['paper'])} |")
+    gt = next((r["scores"].get("fcn_ground_truth") for r in report["rows"] if "fcn_ground_truth" in r["scores"]), None)
+    if gt is not None:
+        lines.append(f"| Ground truth (segmenter on real photos) | {fmt([gt[k] for k in names])} | {fmt(report['ground_truth_paper'])} |")
+    lines += [""]
+    if exp.task == "photo2label":
+        lines += [
+            "Scores: each output pixel is mapped to the nearest Cityscapes label colour; per-pixel "
+            "accuracy, mean per-class accuracy and mean class IoU over the 19 train classes from one "
+            "confusion matrix over the whole val set (pix2pix's formula; a class with no ground-truth "
+            "pixels counts as 0 in the means, which does not happen on the full val set).",
+            "",
+        ]
+    per_class = [r for r in report["rows"] if "per_class_iou" in r["scores"].get("segmentation", {})]
+    if per_class:
+        classes = per_class[0]["scores"]["segmentation"]["classes"]
+        lines += ["Per-class IoU:", "", "| class | " + " | ".join(r["row"] for r in per_class) + " |"]
+        lines.append("|---|" + "---|" * len(per_class))
+        for i, c in enumerate(classes):
+            vals = " | ".join(f"{r['scores']['segmentation']['per_class_iou'][i]:.2f}" for r in per_class)
+            lines.append(f"| {c} | {vals} |")
+        lines.append("")
+    lines += ["Runs (training folders, each with log.jsonl, samples/ and model/; eval/ holds the gallery):", ""]
+    for r in report["rows"]:
+        lines.append(f"- {r['row']}: `{r['run']}`")
+    return "\n".join(lines) + "\n"
