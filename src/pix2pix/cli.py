@@ -23,6 +23,7 @@ from . import __version__
 from .config import TrainConfig, list_presets, load_preset
 from .data.commands import register as register_layout_commands
 from .data.task_commands import register as register_task_commands
+from .evaluation_commands import register as register_evaluation_commands
 from .export import ONNX_OPSET, MissingExtraError
 from .study.commands import register as register_study_commands
 
@@ -67,6 +68,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         name = args.preset or (Path(cfg.data).name if cfg.data else "run")
         run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name.replace(":", "_")
     summary = train(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.no_progress)
+    if summary["rank"] != 0:  # under torchrun, rank 0 reports for all processes
+        return 130 if summary["interrupted"] else 0
     losses = ", ".join(f"{k} {v:.4f}" for k, v in summary["losses"].items())
     if summary["interrupted"]:
         print(f"stopped at step {summary['step']}; checkpoint saved. Continue with: pix2pix train --resume {run_dir}")
@@ -371,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("study", help='"real vs fake" perceptual study (Tables 4-5): create, serve, report')
     study_sub = p.add_subparsers(dest="study_command", required=True, metavar="COMMAND")
     register_study_commands(study_sub)
+
+    register_evaluation_commands(sub)
 
     p = sub.add_parser("presets", help="list the shipped presets (paper experiments)")
     p.set_defaults(func=cmd_presets)

@@ -74,9 +74,12 @@ class UNetGenerator(nn.Module):
         dropout_first_level: int = 0,
         skips: bool = True,
         innermost_norm: bool = False,
+        output: str = "tanh",
     ) -> None:
         """
         Args:
+            output: "tanh" for images in [-1, 1] (the paper's G); "logits" leaves the head
+                linear, for the FCN-score segmenter (evaluate.py), one channel per class.
             dropout_levels: how many decoder levels (counted from the bottleneck) use dropout;
                 the paper uses 3 (CD512 x3), its only source of noise z.
             dropout_first_level: 0 puts dropout on the first decoder levels as in the paper and
@@ -88,6 +91,8 @@ class UNetGenerator(nn.Module):
         super().__init__()
         if depth < 2:
             raise ValueError(f"U-Net depth must be >= 2, got {depth}")
+        if output not in ("tanh", "logits"):
+            raise ValueError(f"U-Net output must be tanh or logits, got {output!r}")
         self.depth = depth
         self.skips = skips
         bias = _conv_bias(norm)
@@ -125,7 +130,8 @@ class UNetGenerator(nn.Module):
         self.head = nn.Sequential(
             nn.ReLU(),
             nn.ConvTranspose2d(c_in, out_channels, 4, stride=2, padding=1, bias=True),
-            nn.Tanh(),  # outputs in [-1, 1], the range the images are scaled to
+            # outputs in [-1, 1], the range the images are scaled to; or class scores
+            nn.Tanh() if output == "tanh" else nn.Identity(),
         )
 
     @property

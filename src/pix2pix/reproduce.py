@@ -170,8 +170,7 @@ SETS: dict[str, ExperimentSet] = {
         ),
         ExperimentSet(
             "batch_size",
-            "Batch-size ablation (appendix 6.2 uses 1, 4 and 10), Cityscapes labels -> photo, "
-            "L1+cGAN, FCN-scores",
+            "Batch-size ablation (appendix 6.2 uses 1, 4 and 10), Cityscapes labels -> photo, L1+cGAN, FCN-scores",
             L2P,
             "label2photo",
             tuple(Row(f"batch {b}", {"batch_size": b}) for b in (1, 4, 10)),
@@ -181,9 +180,17 @@ SETS: dict[str, ExperimentSet] = {
 }
 
 
-def row_config(exp: ExperimentSet, row: Row, data: str | Path, protocol: str, device: str = "auto") -> TrainConfig:
+def row_config(
+    exp: ExperimentSet,
+    row: Row,
+    data: str | Path,
+    protocol: str,
+    device: str = "auto",
+    extra: dict[str, Any] | None = None,
+) -> TrainConfig:
     """The training config of one row: preset, then the set's and the row's overrides, then the
-    protocol's reductions."""
+    protocol's reductions, then `extra` (user settings such as workers, or a smaller model for
+    a quick check; the report lists them)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     values: dict[str, Any] = {**load_preset(exp.preset), **exp.overrides, **row.overrides}
@@ -192,7 +199,8 @@ def row_config(exp: ExperimentSet, row: Row, data: str | Path, protocol: str, de
     if protocol == "reduced":
         values.update(REDUCED)
     values.update(data=str(data), device=device, num_samples=4, sample_every=1000, checkpoint_every=500)
-    return TrainConfig(**values)
+    values.update(extra or {})
+    return TrainConfig.from_dict(values, f"reproduce {exp.name} / {row.name}")
 
 
 def run_name(cfg: TrainConfig) -> str:
@@ -206,12 +214,13 @@ def run_name(cfg: TrainConfig) -> str:
 
 def train_row(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> bool:
     """Train (or resume) one row's run. Returns True when its schedule is complete."""
+    from .checkpoint import STATE_FILE
     from .train import train
 
     done = run_dir / "done.json"
     if done.is_file():
         return True
-    resume = (run_dir / "state.pt").is_file()
+    resume = (run_dir / STATE_FILE).is_file()
     summary = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
     if summary["interrupted"]:
         return False
@@ -234,6 +243,8 @@ def reproduce(
     protocol: str = "reduced",
     segmenter: str | Path | None = None,
     device: str = "auto",
+    extra: dict[str, Any] | None = None,
+    segmenter_steps: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> Path:
@@ -248,7 +259,7 @@ def reproduce(
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    configs = [(row, row_config(exp, row, data, protocol, device)) for row in exp.rows]
+    configs = [(row, row_config(exp, row, data, protocol, device, extra)) for row in exp.rows]
     for i, (row, cfg) in enumerate(configs, 1):
         run_dir = runs / run_name(cfg)
         log(f"[{name} {i}/{len(configs)}] {row.name}: training in {run_dir}")
@@ -260,7 +271,7 @@ def reproduce(
     if exp.task == "label2photo" and set(exp.metric_names) & set(SCORES):
         segmenter_path = Path(segmenter) if segmenter else out / f"segmenter-{size}px"
         if segmenter is None and not (segmenter_path / "done.json").is_file():
-            steps = REDUCED_SEGMENTER_STEPS if protocol == "reduced" else None
+            steps = segmenter_steps or (REDUCED_SEGMENTER_STEPS if protocol == "reduced" else None)
             log(f"[{name}] training the FCN-score segmenter in {segmenter_path}")
             train_segmenter(data, segmenter_path, size=size, steps=steps, device=device, progress=progress)
 
@@ -273,7 +284,13 @@ def reproduce(
         else:
             log(f"[{name}] scoring {row.name}")
             scores = evaluate_model(
-                run_dir / "model", data, out=run_dir / "eval", size=size, segmenter=segmenter_path, device=device
+                run_dir / "model",
+                data,
+                out=run_dir / f"eval-{exp.task}",
+                size=size,
+                task=exp.task,
+                segmenter=segmenter_path if exp.task == "label2photo" else None,
+                device=device,
             )
             scores_path.write_text(json.dumps(scores, indent=2) + "\n")
         results.append({"row": row.name, "run": str(run_dir), "paper": row.paper, "scores": scores})
@@ -283,8 +300,10 @@ def reproduce(
         "title": exp.title,
         "protocol": protocol,
         "reduced": REDUCED if protocol == "reduced" else None,
+        "extra": extra or {},
         "data": str(data),
-        "command": f"pix2pix reproduce {name} --data {data} --protocol {protocol} --out {out}",
+        "command": f"pix2pix reproduce {name} --data {data} --protocol {protocol} --out {out}"
+        + "".join(f" --set {k}={v}" for k, v in (extra or {}).items()),
         "machine": machine(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "version": __version__,
@@ -307,6 +326,10 @@ def _metric(scores: dict[str, Any], key: str) -> float | None:
     return scores.get(key)
 
 
+def _fmt_or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"  # None: the class is absent from the ground truth
+
+
 def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
     names = report["metric_names"]
     head = " / ".join(names)
@@ -326,6 +349,8 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
             "batch size, the full val set) is the paper's. Expect lower scores than the paper's.",
             "",
         ]
+    if report["extra"]:
+        lines += ["Also changed: " + ", ".join(f"`{k} = {v}`" for k, v in report["extra"].items()) + ".", ""]
     lines += [f"| Row | ours ({head}) | paper ({head}) |", "|---|---|---|"]
 
     def fmt(values: list[float | None] | tuple[float, ...] | None) -> str:
@@ -338,7 +363,10 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
         lines.append(f"| {r['row']} | {fmt(ours)} | {fmt(r['paper'])} |")
     gt = next((r["scores"].get("fcn_ground_truth") for r in report["rows"] if "fcn_ground_truth" in r["scores"]), None)
     if gt is not None:
-        lines.append(f"| Ground truth (segmenter on real photos) | {fmt([gt[k] for k in names])} | {fmt(report['ground_truth_paper'])} |")
+        lines.append(
+            f"| Ground truth (segmenter on real photos) | {fmt([gt[k] for k in names])} "
+            f"| {fmt(report['ground_truth_paper'])} |"
+        )
     lines += [""]
     if exp.task == "photo2label":
         lines += [
@@ -354,7 +382,7 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
         lines += ["Per-class IoU:", "", "| class | " + " | ".join(r["row"] for r in per_class) + " |"]
         lines.append("|---|" + "---|" * len(per_class))
         for i, c in enumerate(classes):
-            vals = " | ".join(f"{r['scores']['segmentation']['per_class_iou'][i]:.2f}" for r in per_class)
+            vals = " | ".join(_fmt_or_dash(r["scores"]["segmentation"]["per_class_iou"][i]) for r in per_class)
             lines.append(f"| {c} | {vals} |")
         lines.append("")
     lines += ["Runs (training folders, each with log.jsonl, samples/ and model/; eval/ holds the gallery):", ""]

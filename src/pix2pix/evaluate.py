@@ -1,0 +1,452 @@
+"""`pix2pix evaluate`: score a trained model on a paired test set the paper's way.
+
+Tasks (`task`):
+- `photo2label` (paper Table 6): the model's outputs are colour label maps. Each output pixel
+  takes the label of the nearest palette colour; per-pixel accuracy, mean per-class accuracy
+  and mean class IoU over the 19 Cityscapes train classes come from one confusion matrix over
+  the whole split (metrics.segmentation_scores).
+- `label2photo` (Tables 1-3): the FCN-score. A segmenter trained on real photos
+  (`train_segmenter`, or any model folder of the same form) labels the generated photos, and its
+  labels are scored against the label maps the photos were made from. The same segmenter on
+  the real photos gives the "ground truth" row, always reported beside it.
+- every task: L1, L2, PSNR, SSIM against the target, and for photos the L, a, b histogram
+  intersections (Figure 7) and R, G, B histogram intersections (seed 003), with plots.
+
+Images are scored at `size` x `size` (the model's training size unless given): inputs and
+target photos are resized with bicubic filtering as in training; label maps are first turned
+into ids at their stored size and then resized with nearest-neighbour (ids must not blend).
+
+Writes OUT/metrics.json and OUT/index.html (metric table, histogram plots and a scrollable
+gallery input | output | target).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import metrics
+from .data.aligned import split_folder
+from .data.images import list_images, open_image, split_pair
+from .data.labels import IGNORE, Palette, colors_to_ids, load_palette, to_train_ids, train_ids_to_colors
+
+TASKS = ("auto", "photo2label", "label2photo", "image")
+SEGMENTER_TASK = "segmenter"
+
+
+class EvaluationError(ValueError):
+    pass
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def _resize(img: Image.Image, size: int, resample: int = Image.BICUBIC) -> Image.Image:
+    return img if img.size == (size, size) else img.resize((size, size), resample)
+
+
+def _to_unit(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0  # (H, W, 3) in [0, 1]
+
+
+def _to_net(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+
+
+def _label_ids(label_image: Image.Image, palette: Palette, size: int) -> np.ndarray:
+    """Colour label map -> train ids (size, size) uint8: nearest palette colour at the stored
+    resolution, then nearest-neighbour resizing."""
+    ids = to_train_ids(colors_to_ids(label_image, palette), palette)
+    return np.asarray(Image.fromarray(ids).resize((size, size), Image.NEAREST))
+
+
+def list_pairs(data: str | Path, split: str) -> list[Path]:
+    folder = split_folder(Path(data), split)
+    files = list_images(folder)
+    if not files:
+        raise EvaluationError(f"{folder}: no images to evaluate")
+    return files
+
+
+# --- segmenter (FCN-score) ------------------------------------------------------------------------
+
+
+def load_segmenter(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    from .checkpoint import load_model
+
+    net, config = load_model(Path(path))
+    if config.get("task") != SEGMENTER_TASK:
+        raise EvaluationError(
+            f'{path}: not a segmenter model folder (its config.json has no "task": "segmenter"); '
+            "make one with `pix2pix evaluate train-segmenter`"
+        )
+    return net.to(device).eval(), config
+
+
+def segment(net: torch.nn.Module, photos: torch.Tensor) -> np.ndarray:
+    """Photos (B, 3, H, W) in [-1, 1] -> train ids (B, H, W) uint8 (argmax of the class scores)."""
+    device = next(net.parameters()).device
+    with torch.inference_mode():
+        return net(photos.to(device)).argmax(1).cpu().numpy().astype(np.uint8)
+
+
+def train_segmenter(
+    data: str | Path,
+    out: str | Path,
+    size: int = 256,
+    steps: int | None = None,
+    batch_size: int = 4,
+    channels: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    palette: str = "cityscapes",
+    photo_half: str = "left",
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the FCN-score segmenter on the real training photos of an aligned set whose other
+    half is the colour label map (Cityscapes: photo | labels).
+
+    Recipe (deterministic for a given seed and thread count): a U-Net with `channels` filters
+    in the first layer, log2(size) levels, BatchNorm, no dropout and a linear head with one score
+    per class; photos resized to size x size (bicubic), label ids by nearest colour then
+    nearest-neighbour resizing; random mirroring only; pixel-wise cross-entropy ignoring the
+    void labels; Adam (lr 1e-3, betas 0.9 / 0.999) with the learning rate decayed linearly to 0;
+    batch 4; `steps` default: 20 epochs of the training split. Writes a model folder
+    (config.json with "task": "segmenter" + generator.safetensors) and its val scores."""
+    from .checkpoint import save_model
+    from .networks import UNetGenerator, init_weights
+    from .train import resolve_device
+
+    out = Path(out)
+    pal = load_palette(palette)
+    files = list_pairs(data, "train")
+    dev = resolve_device(device)
+    # decode once: at 256 px the 2975 Cityscapes pairs take 0.6 GB as uint8
+    photos, labels = [], []
+    for path in files:
+        photo, label = _halves(path, photo_half)
+        photos.append(np.asarray(_resize(photo, size), dtype=np.uint8))
+        labels.append(_label_ids(label, pal, size))
+    photos_u8 = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2)  # (N, 3, S, S) uint8
+    labels_u8 = torch.from_numpy(np.stack(labels))  # (N, S, S) uint8, 255 = ignore
+    n = len(files)
+    steps = steps or math.ceil(n / batch_size) * 20
+
+    torch.manual_seed(seed)
+    depth = int(math.log2(size))
+    net = UNetGenerator(3, pal.num_classes, channels, depth=depth, dropout=0.0, output="logits")
+    init_weights(net)
+    net.to(dev).train()
+    opt = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
+    order = torch.Generator().manual_seed(seed)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, unit="it", dynamic_ncols=True, mininterval=1.0, desc="segmenter")
+    perm, pos, started, loss_sum = torch.randperm(n, generator=order), 0, time.perf_counter(), 0.0
+    for step in range(steps):
+        if pos + batch_size > n:
+            perm, pos = torch.randperm(n, generator=order), 0
+        idx = perm[pos : pos + batch_size]
+        pos += batch_size
+        x = photos_u8[idx].float() / 127.5 - 1  # (B, 3, S, S) in [-1, 1]
+        y = labels_u8[idx].long()  # (B, S, S)
+        flip = torch.rand(len(idx), generator=order) < 0.5
+        x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
+        loss = F.cross_entropy(net(x.to(dev)), y.to(dev), ignore_index=IGNORE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_sum += loss.item()
+        if bar is not None:
+            bar.update(1)
+            if (step + 1) % 50 == 0:
+                bar.set_postfix(loss=f"{loss_sum / 50:.3f}")
+                loss_sum = 0.0
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - started
+    config = {
+        "task": SEGMENTER_TASK,
+        "architecture": "unet",
+        "generator": {
+            "in_channels": 3,
+            "out_channels": pal.num_classes,
+            "base_channels": channels,
+            "depth": depth,
+            "norm": "batch",
+            "dropout": 0.0,
+            "output": "logits",
+        },
+        "palette": palette,
+        "crop_size": size,
+        "photo_half": photo_half,
+        "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "data": str(data)},
+        "train_seconds": round(seconds, 1),
+    }
+    save_model(out, net.cpu(), config)
+    scores = evaluate_segmenter(out, data, device=device)
+    result = {"steps": steps, "seconds": round(seconds, 1), "val": scores}
+    (out / "done.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _halves(path: Path, photo_half: str) -> tuple[Image.Image, Image.Image]:
+    left, right = split_pair(open_image(path, "RGB"), path)
+    return (left, right) if photo_half == "left" else (right, left)
+
+
+def evaluate_segmenter(
+    segmenter: str | Path, data: str | Path, split: str = "val", device: str = "auto"
+) -> dict[str, Any]:
+    """The segmenter on the real photos of `split`: the FCN-score's ground-truth row."""
+    from .train import resolve_device
+
+    net, config = load_segmenter(segmenter, resolve_device(device))
+    pal = load_palette(config.get("palette", "cityscapes"))
+    size = int(config["crop_size"])
+    hist = np.zeros((pal.num_classes, pal.num_classes + 1), dtype=np.int64)
+    for path in list_pairs(data, split):
+        photo, label = _halves(path, config.get("photo_half", "left"))
+        pred = segment(net, _to_net(_resize(photo, size))[None])[0]
+        hist += metrics.confusion_matrix(pred, _label_ids(label, pal, size), pal.num_classes)
+    return {**metrics.segmentation_scores(hist), "classes": pal.train_classes}
+
+
+# --- model evaluation -----------------------------------------------------------------------------
+
+
+def evaluate_model(
+    model: str | Path,
+    data: str | Path,
+    out: str | Path,
+    size: int | None = None,
+    split: str = "val",
+    task: str = "auto",
+    segmenter: str | Path | None = None,
+    palette: str = "cityscapes",
+    mode: str = "paper",
+    seed: int = 0,
+    gallery: int = 30,
+    absent: str = "zero",
+    limit: int | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Translate every pair of `split` and score the outputs; write OUT/metrics.json and
+    OUT/index.html. Returns the metrics.
+
+    `mode` paper (default) runs G as the paper does at test time: dropout on and batch-1
+    statistics (PAPER_NOTES: inference); `seed` fixes the dropout noise."""
+    from .predict import Pix2Pix, run_generator
+    from .train import resolve_device
+
+    if task not in TASKS:
+        raise EvaluationError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task == "auto":
+        task = "label2photo" if segmenter is not None else "image"
+    if task == "label2photo" and segmenter is None:
+        raise EvaluationError(
+            "label2photo (FCN-score) needs a segmenter: pass --segmenter PATH, a folder made by "
+            "`pix2pix evaluate train-segmenter`"
+        )
+    dev = resolve_device(device)
+    p2p = Pix2Pix.load(model, dev)
+    if p2p.colorization or p2p.in_channels != 3 or p2p.out_channels != 3:
+        raise EvaluationError(
+            f"{model}: evaluate handles RGB -> RGB models "
+            f"(this one is {p2p.in_channels} -> {p2p.out_channels} channels)"
+        )
+    size = int(size or p2p.config.get("crop_size", 256))
+    pal = load_palette(palette) if task in ("photo2label", "label2photo") else None
+    seg_net = None
+    if task == "label2photo":
+        seg_net, seg_config = load_segmenter(segmenter, dev)
+        if int(seg_config["crop_size"]) != size:
+            raise EvaluationError(
+                f"{segmenter}: the segmenter was trained at {seg_config['crop_size']} px but the images are "
+                f"scored at {size} px; train one at {size} px or pass --size {seg_config['crop_size']}"
+            )
+    files = list_pairs(data, split)[:limit]
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+
+    k = pal.num_classes if pal else 0
+    hist = np.zeros((k, k + 1), dtype=np.int64)
+    hist_real = np.zeros_like(hist)
+    sums = {"l1": 0.0, "l2": 0.0, "psnr": 0.0, "ssim": 0.0}
+    lab = {"out": {}, "real": {}}
+    rgb = {"out": {}, "real": {}}
+    shown: list[dict[str, str]] = []
+    started = time.perf_counter()
+    for i, path in enumerate(files):
+        left, right = split_pair(open_image(path, "RGB"), path)
+        source, target = (right, left) if p2p.input_half == "right" else (left, right)
+        x = _to_net(_resize(source, size))[None]  # (1, 3, S, S) in [-1, 1]
+        y = run_generator(p2p.generator, x, mode, None if seed is None else seed + i)[0]  # (3, S, S)
+        out_img = Image.fromarray(np.round((y.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8))
+        target_img = _resize(target, size)
+        a, b = _to_unit(out_img), _to_unit(target_img)
+        sums["l1"] += metrics.l1(a, b)
+        sums["l2"] += metrics.l2(a, b)
+        sums["psnr"] += min(metrics.psnr(a, b), 100.0)  # identical images: capped, not inf
+        sums["ssim"] += metrics.ssim(a, b)
+        if task == "photo2label":
+            pred = to_train_ids(colors_to_ids(out_img, pal), pal)
+            hist += metrics.confusion_matrix(pred, _label_ids(target, pal, size), k)
+        else:
+            for store, image in (("out", a), ("real", b)):
+                for ch, counts in metrics.lab_histograms(image).items():
+                    lab[store][ch] = lab[store].get(ch, 0) + counts
+                for ch, counts in metrics.rgb_histograms(image).items():
+                    rgb[store][ch] = rgb[store].get(ch, 0) + counts
+        if task == "label2photo":
+            truth = _label_ids(source, pal, size)
+            pred = segment(seg_net, _to_net(out_img)[None])[0]  # the 8-bit photo a user gets
+            hist += metrics.confusion_matrix(pred, truth, k)
+            real_pred = segment(seg_net, _to_net(target_img)[None])[0]
+            hist_real += metrics.confusion_matrix(real_pred, truth, k)
+        if i < gallery:
+            names = {}
+            for kind, image in (("input", _resize(source, size)), ("output", out_img), ("target", target_img)):
+                name = f"images/{i:04d}_{kind}.png"
+                image.save(out / name)
+                names[kind] = name
+            if task == "label2photo":
+                name = f"images/{i:04d}_segmented.png"
+                train_ids_to_colors(pred, pal).save(out / name)
+                names["segmented"] = name
+            shown.append({"file": path.name, **names})
+
+    n = len(files)
+    result: dict[str, Any] = {
+        "model": str(model),
+        "data": str(data),
+        "split": split,
+        "images": n,
+        "size": size,
+        "task": task,
+        "mode": mode,
+        "seed": seed,
+        "seconds": round(time.perf_counter() - started, 1),
+        "image": {key: value / n for key, value in sums.items()},
+        "conventions": {
+            "images": "RGB in [0, 1] at size x size; L1 and L2 are means over pixels and channels",
+            "psnr": "dB, data range 1, per image then averaged (capped at 100 dB for identical images)",
+            "ssim": "Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, valid positions, "
+            "averaged over channels, per image then averaged",
+        },
+    }
+    if task == "photo2label":
+        result["segmentation"] = {**metrics.segmentation_scores(hist, absent), "classes": pal.train_classes}
+    if task == "label2photo":
+        result["fcn"] = {**metrics.segmentation_scores(hist, absent), "classes": pal.train_classes}
+        result["fcn_ground_truth"] = {**metrics.segmentation_scores(hist_real, absent), "classes": pal.train_classes}
+        result["segmenter"] = str(segmenter)
+    if task != "photo2label":
+        result["color"] = {
+            **{f"hist_{ch}": metrics.histogram_intersection(lab["out"][ch], lab["real"][ch]) for ch in "Lab"},
+            **{f"hist_{ch}": metrics.histogram_intersection(rgb["out"][ch], rgb["real"][ch]) for ch in "RGB"},
+        }
+        np.savez_compressed(
+            out / "histograms.npz",
+            **{f"{s}_{ch}": v for s in ("out", "real") for ch, v in {**lab[s], **rgb[s]}.items()},
+        )
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "index.html").write_text(_html(result, shown, lab, rgb))
+    return result
+
+
+# --- report page ----------------------------------------------------------------------------------
+
+
+def _svg_plot(series: dict[str, np.ndarray], edges: np.ndarray, title: str, log: bool = True) -> str:
+    """A small SVG line plot of normalised histograms (log probability, as the paper's Figure 7)."""
+    width, height, pad = 320, 180, 30
+    curves, lo, hi = {}, math.inf, -math.inf
+    for name, counts in series.items():
+        p = np.asarray(counts, dtype=np.float64)
+        p = p / max(p.sum(), 1)
+        v = np.log10(np.maximum(p, 1e-7)) if log else p
+        curves[name] = v
+        lo, hi = min(lo, v.min()), max(hi, v.max())
+    hi = hi if hi > lo else lo + 1
+    xs = np.linspace(pad, width - 5, len(edges) - 1)
+    colors = {"output": "#d62728", "real": "#1f77b4"}
+    lines = []
+    for name, v in curves.items():
+        ys = height - pad - (v - lo) / (hi - lo) * (height - pad - 15)
+        pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+        lines.append(f'<polyline fill="none" stroke="{colors.get(name, "#333")}" stroke-width="1.2" points="{pts}"/>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{html.escape(title)}">'
+        f'<text x="{pad}" y="12" font-size="11">{html.escape(title)} ({"log10 " if log else ""}probability; '
+        f'<tspan fill="#d62728">output</tspan>, <tspan fill="#1f77b4">real</tspan>)</text>'
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - 5}" y2="{height - pad}" stroke="#999"/>'
+        f'<text x="{pad}" y="{height - 12}" font-size="10">{edges[0]}</text>'
+        f'<text x="{width - 30}" y="{height - 12}" font-size="10">{edges[-1]}</text>' + "".join(lines) + "</svg>"
+    )
+
+
+def _html(result: dict[str, Any], shown: list[dict[str, str]], lab: dict, rgb: dict) -> str:
+    rows = []
+    for group in ("segmentation", "fcn", "fcn_ground_truth", "image", "color"):
+        for key, value in result.get(group, {}).items():
+            if isinstance(value, float):
+                rows.append(f"<tr><td>{group}</td><td>{key}</td><td>{value:.4f}</td></tr>")
+    plots = ""
+    if lab["out"]:
+        plots = (
+            "<h2>Colour distributions</h2><div>"
+            + "".join(
+                _svg_plot({"output": lab["out"][ch], "real": lab["real"][ch]}, metrics.LAB_BINS[ch], f"Lab {ch}")
+                for ch in "Lab"
+            )
+            + "</div><div>"
+            + "".join(
+                _svg_plot({"output": rgb["out"][ch], "real": rgb["real"][ch]}, metrics.RGB_BINS, f"RGB {ch}")
+                for ch in "RGB"
+            )
+            + "</div>"
+        )
+    cells = []
+    for item in shown:
+        imgs = "".join(
+            f'<figure><img src="{html.escape(item[k])}" alt="{k}" loading="lazy"><figcaption>{k}</figcaption></figure>'
+            for k in ("input", "output", "target", "segmented")
+            if k in item
+        )
+        cells.append(f'<div class="row"><p>{html.escape(item["file"])}</p>{imgs}</div>')
+    title = f"pix2pix evaluation: {html.escape(result['model'])}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 2px 8px; }}
+.row {{ display: flex; gap: 6px; align-items: flex-start; margin-bottom: 8px; }}
+.row p {{ width: 12em; font-size: 12px; overflow-wrap: anywhere; }}
+figure {{ margin: 0; }} figcaption {{ font-size: 11px; text-align: center; }}
+img {{ width: 256px; image-rendering: pixelated; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>{result["images"]} images of {html.escape(result["data"])} ({html.escape(result["split"])}), task {result["task"]},
+{result["size"]} px, generator mode {result["mode"]}.</p>
+<table id="metrics"><tr><th>group</th><th>metric</th><th>value</th></tr>{"".join(rows)}</table>
+{plots}
+<h2>Gallery (input | output | target)</h2>
+<div id="gallery">{"".join(cells)}</div>
+</body></html>
+"""
