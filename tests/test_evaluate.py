@@ -195,3 +195,34 @@ def test_reproduce_continues_a_row_that_stopped_partway(city: Path, tmp_path: Pa
     # a restart from scratch would have overwritten the folder and logged 10, 20, 30, 32 only
     assert steps == [5, 10, 20, 30, 32]
     assert json.loads((run / "done.json").read_text())["step"] == 32
+
+
+def test_perceptual_metrics_stop_before_translating_when_weights_are_missing(
+    city: Path, tmp_path: Path, capsys
+) -> None:
+    from pix2pix.features import WeightsMissingError
+
+    model = _train_tiny(city, tmp_path / "m", "BtoA")
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    out = tmp_path / "eval"
+    with pytest.raises(WeightsMissingError) as err:
+        evaluate_model(model, city, out, perceptual=["fid"], weights=empty, device="cpu")
+    message = str(err.value)
+    assert "pt_inception-2015-12-05-6726825d.pth" in message and str(empty) in message
+    assert "95,628,359" in message or "95628359" in message
+    assert not out.exists()  # nothing was translated or written
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(model),
+            "--data",
+            str(city),
+            "--perceptual",
+            "lpips",
+            "--weights-dir",
+            str(empty),
+        ]
+    )
+    assert code == 2 and "alex" in capsys.readouterr().err

@@ -243,10 +243,16 @@ def evaluate_model(
     gallery: int = 30,
     absent: str = "zero",
     limit: int | None = None,
+    perceptual: tuple[str, ...] | list[str] = (),
+    weights: str | Path | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
     """Translate every pair of `split` and score the outputs; write OUT/metrics.json and
     OUT/index.html. Returns the metrics.
+
+    `perceptual`: any of fid, kid, lpips (features.py), computed only with the standard weight
+    files found in `weights` (default $PIX2PIX_WEIGHTS or ~/.cache/pix2pix/weights) and checked
+    by hash; a missing file stops the evaluation before any image is translated.
 
     `mode` paper (default) runs G as the paper does at test time: dropout on and batch-1
     statistics (PAPER_NOTES: inference); `seed` fixes the dropout noise."""
@@ -279,6 +285,16 @@ def evaluate_model(
                 f"{segmenter}: the segmenter was trained at {seg_config['crop_size']} px but the images are "
                 f"scored at {size} px; train one at {size} px or pass --size {seg_config['crop_size']}"
             )
+    if perceptual:
+        from .features import METRIC_WEIGHTS, find_weights
+
+        unknown = sorted(set(perceptual) - set(METRIC_WEIGHTS))
+        if unknown:
+            raise EvaluationError(
+                f"unknown perceptual metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_WEIGHTS)}"
+            )
+        for name in sorted({f for m in perceptual for f in METRIC_WEIGHTS[m]}):
+            find_weights(name, weights)  # WeightsMissingError names the file, size, hash and place
     files = list_pairs(data, split)[:limit]
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -290,6 +306,8 @@ def evaluate_model(
     lab = {"out": {}, "real": {}}
     rgb = {"out": {}, "real": {}}
     shown: list[dict[str, str]] = []
+    kept_real: list[np.ndarray] = []  # for FID / KID / LPIPS: (S, S, 3) float32 in [0, 1]
+    kept_fake: list[np.ndarray] = []
     started = time.perf_counter()
     for i, path in enumerate(files):
         left, right = split_pair(open_image(path, "RGB"), path)
@@ -303,6 +321,9 @@ def evaluate_model(
         sums["l2"] += metrics.l2(a, b)
         sums["psnr"] += min(metrics.psnr(a, b), 100.0)  # identical images: capped, not inf
         sums["ssim"] += metrics.ssim(a, b)
+        if perceptual:
+            kept_fake.append(a.astype(np.float32))
+            kept_real.append(b.astype(np.float32))
         if task == "photo2label":
             pred = to_train_ids(colors_to_ids(out_img, pal), pal)
             hist += metrics.confusion_matrix(pred, _label_ids(target, pal, size), k)
@@ -355,6 +376,10 @@ def evaluate_model(
         result["fcn"] = {**metrics.segmentation_scores(hist, absent), "classes": pal.train_classes}
         result["fcn_ground_truth"] = {**metrics.segmentation_scores(hist_real, absent), "classes": pal.train_classes}
         result["segmenter"] = str(segmenter)
+    if perceptual:
+        from .features import perceptual_scores
+
+        result["perceptual"] = perceptual_scores(kept_real, kept_fake, weights, tuple(perceptual), device=dev)
     if task != "photo2label":
         result["color"] = {
             **{f"hist_{ch}": metrics.histogram_intersection(lab["out"][ch], lab["real"][ch]) for ch in "Lab"},
@@ -403,7 +428,7 @@ def _svg_plot(series: dict[str, np.ndarray], edges: np.ndarray, title: str, log:
 
 def _html(result: dict[str, Any], shown: list[dict[str, str]], lab: dict, rgb: dict) -> str:
     rows = []
-    for group in ("segmentation", "fcn", "fcn_ground_truth", "image", "color"):
+    for group in ("segmentation", "fcn", "fcn_ground_truth", "image", "color", "perceptual"):
         for key, value in result.get(group, {}).items():
             if isinstance(value, float):
                 rows.append(f"<tr><td>{group}</td><td>{key}</td><td>{value:.4f}</td></tr>")

@@ -30,6 +30,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         gallery=args.gallery,
         absent=args.absent,
         limit=args.limit,
+        perceptual=[m for m in (args.perceptual or "").split(",") if m],
+        weights=args.weights_dir,
         device=args.device,
     )
     print(f"{result['images']} images of {args.data} ({args.split}) at {result['size']} px, task {result['task']}")
@@ -45,6 +47,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"class IoU {s['class_iou']:.3f}"
             )
     print("  " + "  ".join(f"{k} {v:.4f}" for k, v in result["image"].items()))
+    if "perceptual" in result:
+        shown = {k: v for k, v in result["perceptual"].items() if isinstance(v, float)}
+        print("  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     if "color" in result:
         print("  histogram intersection " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in result["color"].items()))
     print(f"wrote {out / 'metrics.json'} and {out / 'index.html'}")
@@ -162,6 +167,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="classes absent from the ground truth: count 0 in the means (pix2pix's formula) or leave them out",
     )
     p.add_argument("--limit", type=int, help="score only the first N pairs (quick checks)")
+    p.add_argument(
+        "--perceptual",
+        metavar="fid,kid,lpips",
+        help="also FID / KID / LPIPS, only with the standard weight files (checked by hash) in --weights-dir",
+    )
+    p.add_argument(
+        "--weights-dir",
+        help="folder of the standard weight files (default $PIX2PIX_WEIGHTS or ~/.cache/pix2pix/weights)",
+    )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
     eval_sub = p.add_subparsers(dest="evaluate_command", required=False, metavar="COMMAND")
