@@ -92,7 +92,11 @@ class TrainConfig:
     lr: float = opt(2e-4, "Adam learning rate (section 3.3)")
     beta1: float = opt(0.5, "Adam beta1 (section 3.3)")
     beta2: float = opt(0.999, "Adam beta2 (section 3.3)")
-    batch_size: int = opt(1, "images per step; 1 for most experiments, 4 or 10 for some (appendix 6.2)")
+    batch_size: int = opt(
+        1,
+        "images per step in each process (torchrun: the global batch is batch_size x processes); "
+        "1 for most experiments, 4 or 10 for some (appendix 6.2)",
+    )
     epochs: int = opt(100, "epochs at the initial learning rate (reference code: 100 + 100 = 200)")
     epochs_decay: int = opt(100, "epochs of linear decay of the learning rate to zero")
     l1_warmup_epochs: int = opt(0, "epochs of reconstruction-only generator training before the adversarial phase")
@@ -102,6 +106,12 @@ class TrainConfig:
         False, "bitwise-reproducible runs: deterministic algorithms; on the CPU one intra-op thread (slower)"
     )
     device: str = opt("auto", "auto (cuda if present), cpu, cuda, cuda:N")
+    sync_batchnorm: bool = opt(
+        False,
+        "with several processes (torchrun), BatchNorm over the global batch instead of each process's own "
+        "images. Off by default: at batch 1 per process, BatchNorm on its own is the paper's instance "
+        "normalisation (section 3.3), which syncing would turn into BatchNorm over the processes' images",
+    )
 
     # --- run bookkeeping ---
     log_every: int = opt(10, "steps between JSONL log lines")

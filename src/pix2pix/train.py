@@ -8,6 +8,11 @@ A run directory holds config.json, log.jsonl, samples/, checkpoint.pt (the resum
 model/ (release weights). Everything random is seeded: weights and dropout from the run's torch
 RNG (saved in the checkpoint), data order and jitter from (seed, epoch), so `resume` continues
 the exact run.
+
+Under torchrun the same loop runs in every process (distributed.py): G and D are wrapped in
+DistributedDataParallel, each process trains on its share of every step's global batch, and
+rank 0 alone writes the run directory. Progress within an epoch is counted in images, so a run
+can be resumed on a different number of processes.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from . import __version__
+from . import __version__, distributed
 from .checkpoint import (
     FORMAT_VERSION,
     STATE_FILE,
@@ -44,6 +49,7 @@ from .checkpoint import (
 from .config import Objective, TrainConfig, parse_objective
 from .data import dataset_options, make_dataset
 from .data.aligned import Augment, EpochSampler, split_folder
+from .distributed import unwrap
 from .losses import discriminator_loss, generator_loss
 from .networks import PatchDiscriminator, ResnetGenerator, UNetGenerator, init_weights
 from .predict import run_generator
@@ -116,6 +122,10 @@ def discriminator_step(
     """One update of D on a real pair and a fake pair; `fake_b` must be detached from G."""
     set_requires_grad(discriminator, True)
     optimizer.zero_grad(set_to_none=True)
+    # Two forwards, one backward, also through DDP: autograd adds up each weight's gradients from
+    # the real and the fake pass before DDP's hook sees the weight, so the gradient sync runs once
+    # per weight with the whole gradient. (One forward on torch.cat([real, fake]) would be simpler
+    # for DDP but would change D: BatchNorm statistics would mix real and fake images.)
     real_logits = discriminator(d_input(real_a, real_b, conditional))  # (B, 1, h, w) patch logits
     fake_logits = discriminator(d_input(real_a, fake_b, conditional))
     loss, stats = discriminator_loss(real_logits, fake_logits, gan_mode)
@@ -164,7 +174,11 @@ def train_step(
         stats |= discriminator_step(
             discriminator, opt_d, real_a, real_b, fake_b.detach(), objective.conditional, gan_mode
         )
-    stats |= generator_step(discriminator, opt_g, real_a, real_b, fake_b, objective, lambda_l1, gan_mode)
+    # G's step runs D outside DDP: D's weights get no gradient there, so there is nothing of D's to
+    # sync, and a DDP forward would arm a gradient sync that no backward of D's weights completes.
+    # G's gradients, through D, are synced by G's DDP as usual.
+    plain_d = None if discriminator is None else unwrap(discriminator)
+    stats |= generator_step(plain_d, opt_g, real_a, real_b, fake_b, objective, lambda_l1, gan_mode)
     return stats
 
 
@@ -219,16 +233,17 @@ def resolve_data(cfg: TrainConfig, run_dir: Path) -> Path:
     return Path(cfg.data)
 
 
-def build_datasets(cfg: TrainConfig, run_dir: Path) -> tuple[Dataset, Dataset]:
+def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[Dataset, Dataset]:
     """The training set (checked file by file before anything runs) and the validation set
-    whose first images are shown in the sample grids."""
+    whose first images are shown in the sample grids. Only the `main` process (rank 0 of
+    several) reports: it prints and writes skipped.txt."""
     data_root = resolve_data(cfg, run_dir)
     options, val_options = dataset_options(cfg), dataset_options(cfg)
     if cfg.dataset_mode in ("aligned", "folders"):
         # whole images (none, scale_width): sides must suit the generator, a batch needs equal sizes
         whole = cfg.preprocess in ("none", "scale_width")
         multiple = (2**cfg.depth if cfg.generator == "unet" else 4) if whole else 1
-        skip_log = run_dir / "skipped.txt" if cfg.skip_bad else None
+        skip_log = run_dir / "skipped.txt" if cfg.skip_bad and main else None
         if skip_log is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             skip_log.write_text("")
@@ -247,7 +262,7 @@ def build_datasets(cfg: TrainConfig, run_dir: Path) -> tuple[Dataset, Dataset]:
         cfg.out_channels,
         **options,
     )
-    if cfg.cache == "memory":
+    if cfg.cache == "memory" and main:
         from .data.cache import cache_bytes
         from .data.check import human_bytes
 
@@ -264,7 +279,7 @@ def build_datasets(cfg: TrainConfig, run_dir: Path) -> tuple[Dataset, Dataset]:
         **val_options,
     )
     skipped = list(dict.fromkeys(map(str, [*getattr(dataset, "skipped", []), *getattr(val_set, "skipped", [])])))
-    if skipped:
+    if skipped and main:
         with open(run_dir / "skipped.txt", "a") as f:
             f.write("".join(f"{problem}\n" for problem in skipped))
         print(f"--skip-bad: training without {len(skipped)} unusable file(s), listed in {run_dir / 'skipped.txt'}")
@@ -296,6 +311,10 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume) a run in `run_dir`. Returns a summary: steps, seconds, last losses.
 
+    Started by torchrun (WORLD_SIZE > 1 in the environment), or in a process group the caller
+    has initialised, every process runs this and trains on its share of each step; see
+    distributed.py. `cfg.batch_size` is then the batch of each process.
+
     Example:
         >>> cfg = TrainConfig(data="builtin:shapes", crop_size=32, load_size=36, max_steps=10)  # doctest: +SKIP
         >>> train(cfg, "runs/tiny")  # doctest: +SKIP
@@ -313,12 +332,37 @@ def train(
             )
     else:
         _prepare_run_dir(run_dir, overwrite, check_only=True)
-    dataset, val_set = build_datasets(cfg, run_dir)  # fails here, before the run dir is touched
-    if not resume:
-        _prepare_run_dir(run_dir, overwrite)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    # Each process has now read the checkpoint or checked the run dir; rank 0 writes to it only
+    # after the barrier below, which the others reach after this point.
+    world, device = distributed.setup(resolve_device(cfg.device))
+    finished = False
+    try:
+        if not world.main:
+            distributed.barrier(device)  # rank 0 checks the data first (and writes builtin:shapes)
+        dataset, val_set = build_datasets(cfg, run_dir, world.main)  # fails before the run dir is touched
+        if world.main:
+            distributed.barrier(device)
+            if not resume:
+                _prepare_run_dir(run_dir, overwrite)
+                (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        summary = _train(cfg, run_dir, state, dataset, val_set, world, device, progress)
+        finished = True
+        return summary
+    finally:
+        distributed.teardown(world, device, wait=finished)
 
-    device = resolve_device(cfg.device)
+
+def _train(
+    cfg: TrainConfig,
+    run_dir: Path,
+    state: dict[str, Any] | None,
+    dataset: Dataset,
+    val_set: Dataset,
+    world: distributed.World,
+    device: torch.device,
+    progress: bool,
+) -> dict[str, Any]:
+    """The run itself in this process, once the data are checked and the run dir is ready."""
     objective = parse_objective(cfg.objective)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     threads_before = torch.get_num_threads()
@@ -335,37 +379,65 @@ def train(
     try:
         torch.manual_seed(cfg.seed)  # weights, then dropout noise, come from this stream
         generator, discriminator = build_networks(cfg)
-        generator.to(device)
+        step, epoch, image_in_epoch = 0, 0, 0
+        if state is not None:
+            generator.load_state_dict(state["generator"])
+            if discriminator is not None:
+                discriminator.load_state_dict(state["discriminator"])
+            step, epoch = state["step"], state["epoch"]
+            # images of this epoch's order already trained on, a count any number of processes
+            # can continue from; checkpoints from before multi-process training counted batches
+            if "image_in_epoch" in state:
+                image_in_epoch = state["image_in_epoch"]
+            else:
+                image_in_epoch = state["batch_in_epoch"] * cfg.batch_size
+        # The dropout noise differs per process but is reproducible: rank 0 continues the run's
+        # stream (so it draws what a single process draws), the other ranks get their own
+        # seeded streams, and a checkpoint holds every rank's stream.
+        if state is not None:
+            rngs = state.get("rng_per_rank", [state["rng"]])
+            if world.rank < len(rngs):
+                set_rng_state(rngs[world.rank])
+            else:  # a process more than the run had before
+                torch.manual_seed(distributed.rank_seed(cfg.seed, world.rank, step))
+        elif not world.main:
+            torch.manual_seed(distributed.rank_seed(cfg.seed, world.rank, 0))
+
+        # DDP (and SyncBatchNorm, which swaps the norm layers) before the optimisers, so these
+        # hold the parameters that train; then the optimiser states load by parameter order
+        generator = distributed.wrap(generator.to(device), world, device, cfg.sync_batchnorm)
         opt_g = make_adam(generator, cfg)
         sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_factor(cfg))
         opt_d = sched_d = None
         if discriminator is not None:
-            discriminator.to(device)
+            discriminator = distributed.wrap(discriminator.to(device), world, device, cfg.sync_batchnorm)
             opt_d = make_adam(discriminator, cfg)
             sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lr_factor(cfg))
-
-        step, epoch, batch_in_epoch = 0, 0, 0
         if state is not None:
-            generator.load_state_dict(state["generator"])
             opt_g.load_state_dict(state["opt_g"])
             sched_g.load_state_dict(state["sched_g"])
             if discriminator is not None:
-                discriminator.load_state_dict(state["discriminator"])
                 opt_d.load_state_dict(state["opt_d"])
                 sched_d.load_state_dict(state["sched_d"])
-            step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-            set_rng_state(state["rng"])
-            for stale in run_dir.glob(f"{STATE_FILE}.*.tmp"):  # a write cut short by a kill
-                stale.unlink()
-            _truncate_log(run_dir / "log.jsonl", step)
+            if world.main:
+                for stale in run_dir.glob(f"{STATE_FILE}.*.tmp"):  # a write cut short by a kill
+                    stale.unlink()
+                _truncate_log(run_dir / "log.jsonl", step)
 
-        steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
+        # A step trains on the global batch: batch_size images in each of the processes.
+        global_batch = cfg.batch_size * world.size
+        steps_per_epoch = math.ceil(len(dataset) / global_batch)
         total_epochs = cfg.l1_warmup_epochs + cfg.epochs + cfg.epochs_decay
-        total_steps = steps_per_epoch * total_epochs
+        # counted from where the run stands, as it may have had another global batch before
+        steps_left = math.ceil((len(dataset) - image_in_epoch) / global_batch)
+        total_steps = step + max(0, steps_left + (total_epochs - epoch - 1) * steps_per_epoch)
         if cfg.max_steps:
             total_steps = min(total_steps, cfg.max_steps)
 
         def checkpoint() -> None:
+            rngs = distributed.gather(rng_state(), world)  # every process's dropout stream
+            if not world.main:
+                return
             save_state(
                 run_dir / STATE_FILE,
                 {
@@ -374,34 +446,48 @@ def train(
                     "config": cfg.to_dict(),
                     "step": step,
                     "epoch": epoch,
-                    "batch_in_epoch": batch_in_epoch,
-                    "generator": generator.state_dict(),
-                    "discriminator": None if discriminator is None else discriminator.state_dict(),
+                    "image_in_epoch": image_in_epoch,
+                    "world_size": world.size,
+                    # the models inside DDP: keys without `module.`, loadable by one process
+                    "generator": unwrap(generator).state_dict(),
+                    "discriminator": None if discriminator is None else unwrap(discriminator).state_dict(),
                     "opt_g": opt_g.state_dict(),
                     "opt_d": None if opt_d is None else opt_d.state_dict(),
                     "sched_g": sched_g.state_dict(),
                     "sched_d": None if sched_d is None else sched_d.state_dict(),
-                    "rng": rng_state(),
+                    "rng": rngs[0],
+                    "rng_per_rank": rngs,
                 },
             )
-            save_model(run_dir / "model", generator, model_config(cfg.to_dict()))
+            save_model(run_dir / "model", unwrap(generator), model_config(cfg.to_dict()))
 
         bar = None
-        if progress:
+        if progress and world.main:
             from tqdm import tqdm
 
             bar = tqdm(total=total_steps, initial=step, unit="it", dynamic_ncols=True, mininterval=1.0)
-        log_file = open(run_dir / "log.jsonl", "a")  # noqa: SIM115 - closed in finally
+        log_file = open(run_dir / "log.jsonl", "a") if world.main else None  # noqa: SIM115 - closed in finally
         sums: dict[str, torch.Tensor] = {}
         n_logged, t_log, t_start, images_since = 0, time.perf_counter(), time.perf_counter(), 0
         last: dict[str, float] = {}
         stop_requests: list[int] = []
+        # Every process must leave the loop after the same step, or the others would wait in
+        # the next step's gradient sync forever: they agree on stopping once per step.
+        stopping = False
         previous_handlers = _catch_stop_signals(stop_requests)
         try:
-            while step < total_steps and epoch < total_epochs and not stop_requests:
+            while step < total_steps and epoch < total_epochs and not stopping:
                 adversarial = epoch >= cfg.l1_warmup_epochs
                 phase = objective if adversarial else Objective(objective.l1 or not objective.l2, objective.l2, None)
-                sampler = EpochSampler(len(dataset), cfg.seed, epoch, start=batch_in_epoch * cfg.batch_size)
+                sampler = EpochSampler(
+                    len(dataset),
+                    cfg.seed,
+                    epoch,
+                    start=image_in_epoch,
+                    rank=world.rank,
+                    world_size=world.size,
+                    batch_size=cfg.batch_size,
+                )
                 loader = DataLoader(
                     dataset,
                     batch_size=cfg.batch_size,
@@ -418,14 +504,16 @@ def train(
                         generator, discriminator, opt_g, opt_d, real_a, real_b, phase, cfg.lambda_l1, cfg.gan_mode
                     )
                     step += 1
-                    batch_in_epoch += 1
-                    images_since += real_a.shape[0]
+                    image_in_epoch = min(len(dataset), image_in_epoch + global_batch)
+                    images_since += real_a.shape[0] * world.size
                     for k, v in stats.items():
                         sums[k] = sums.get(k, 0) + v
                     n_logged += 1
                     if step % cfg.log_every == 0 or step == total_steps:
                         now = time.perf_counter()
-                        last = {k: float(v) / n_logged for k, v in sums.items()}
+                        # the global batch's losses: the processes' means over equal batches, averaged
+                        totals = distributed.sum_over_ranks(sums)
+                        last = {k: float(v) / (n_logged * world.size) for k, v in totals.items()}
                         record = {
                             "step": step,
                             "epoch": epoch,
@@ -434,8 +522,9 @@ def train(
                             "images_per_s": images_since / (now - t_log),
                             "time": now - t_start,
                         }
-                        log_file.write(json.dumps(record) + "\n")
-                        log_file.flush()
+                        if log_file is not None:
+                            log_file.write(json.dumps(record) + "\n")
+                            log_file.flush()
                         if bar is not None:
                             bar.set_postfix(
                                 epoch=epoch,
@@ -445,16 +534,17 @@ def train(
                         sums, n_logged, t_log, images_since = {}, 0, now, 0
                     if bar is not None:
                         bar.update(1)
-                    if cfg.num_samples and (step % cfg.sample_every == 0 or step == total_steps):
+                    if world.main and cfg.num_samples and (step % cfg.sample_every == 0 or step == total_steps):
                         (run_dir / "samples").mkdir(exist_ok=True)
-                        grid = sample_grid(generator, val_set, cfg.num_samples, cfg.seed)
+                        grid = sample_grid(distributed.for_one_process(generator), val_set, cfg.num_samples, cfg.seed)
                         grid.save(run_dir / "samples" / f"step_{step:07d}.png")
-                    if step >= total_steps or stop_requests:
+                    stopping = distributed.any_rank(bool(stop_requests), device)
+                    if step >= total_steps or stopping:
                         break  # a stop request ends the run cleanly after a whole step
                     if step % cfg.checkpoint_every == 0:
                         checkpoint()
-                if batch_in_epoch >= steps_per_epoch:  # the epoch ran to its end
-                    epoch, batch_in_epoch = epoch + 1, 0
+                if image_in_epoch >= len(dataset):  # the epoch ran to its end
+                    epoch, image_in_epoch = epoch + 1, 0
                     with warnings.catch_warnings():
                         # during an L1 warm-up D's optimiser has not stepped yet; its schedule
                         # still advances with the epochs, which is what we want
@@ -463,9 +553,11 @@ def train(
                         if sched_d is not None:
                             sched_d.step()
                 checkpoint()
+                stopping = distributed.any_rank(bool(stop_requests), device)
         finally:
             _restore_signals(previous_handlers)
-            log_file.close()
+            if log_file is not None:
+                log_file.close()
             if bar is not None:
                 bar.close()
     finally:
@@ -478,7 +570,9 @@ def train(
         "seconds": time.perf_counter() - t_start,
         "losses": last,
         "model": str(run_dir / "model"),
-        "interrupted": bool(stop_requests),
+        "interrupted": stopping,
+        "rank": world.rank,
+        "world_size": world.size,
     }
 
 

@@ -8,6 +8,7 @@ batches.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -293,17 +294,52 @@ class AlignedDataset(PairedDataset):
 
 class EpochSampler(Sampler):
     """Yields (index, augmentation seed) for one epoch, in a shuffled order that depends only on
-    (seed, epoch); `start` skips the samples a resumed run has already seen."""
+    (seed, epoch); `start` skips the positions of that order a resumed run has already used.
 
-    def __init__(self, size: int, seed: int, epoch: int, start: int = 0, shuffle: bool = True) -> None:
+    Several processes (`world_size` > 1, each with its own sampler) share the order: each step
+    takes the next `batch_size * world_size` positions and process `rank` gets the `rank`-th
+    block of `batch_size` of them, so the processes together train on the same images as one
+    process with the global batch. The last global batch of an epoch is filled up from the start
+    of the order (as torch's DistributedSampler pads): every process needs a batch to take part
+    in the step, and equal batches weigh every image equally in the averaged gradient. A single
+    process just ends the epoch on a smaller batch.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        epoch: int,
+        start: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        batch_size: int = 1,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not one of the {world_size} processes")
         self.size, self.start = size, start
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         self.order = torch.randperm(size, generator=generator) if shuffle else torch.arange(size)
         self.seeds = torch.randint(0, 2**62, (size,), generator=generator)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for i in range(self.start, self.size):
+        if self.world_size == 1:
+            positions: Iterator[int] = iter(range(self.start, self.size))
+        else:
+            step = self.batch_size * self.world_size
+            first = self.rank * self.batch_size
+            positions = (
+                p % self.size  # past the end: padding from the start of the order
+                for block in range(self.start, self.size, step)
+                for p in range(block + first, block + first + self.batch_size)
+            )
+        for i in positions:
             yield int(self.order[i]), int(self.seeds[i])
 
     def __len__(self) -> int:
-        return max(0, self.size - self.start)
+        left = max(0, self.size - self.start)
+        if self.world_size == 1:
+            return left
+        return math.ceil(left / (self.batch_size * self.world_size)) * self.batch_size
