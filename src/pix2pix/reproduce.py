@@ -204,9 +204,15 @@ def row_config(
 
 
 def run_name(cfg: TrainConfig) -> str:
-    """A run folder name that is the same for the same training config (data folder and
-    device excluded): runs are shared between sets."""
-    keyed = {k: v for k, v in cfg.to_dict().items() if k not in ("data", "device", "workers")}
+    """A run folder name that is the same for the same training config: a hash of the options
+    that differ from their defaults (so adding a new option with a default keeps old names),
+    leaving out those that do not change the result (data folder, device, loader workers)."""
+    defaults = TrainConfig().to_dict()
+    keyed = {
+        k: v
+        for k, v in cfg.to_dict().items()
+        if k not in ("data", "device", "workers") and (k not in defaults or v != defaults[k])
+    }
     digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
     direction = "photo2label" if cfg.direction == "AtoB" else "label2photo"
     return f"{direction}-{cfg.objective}-{cfg.crop_size}px-{digest}"
