@@ -299,7 +299,10 @@ def reproduce(
                 device=device,
             )
             scores_path.write_text(json.dumps(scores, indent=2) + "\n")
-        results.append({"row": row.name, "run": str(run_dir), "paper": row.paper, "scores": scores})
+        trained = json.loads((run_dir / "done.json").read_text())
+        results.append(
+            {"row": row.name, "run": str(run_dir), "paper": row.paper, "training": trained, "scores": scores}
+        )
 
     report = {
         "set": name,
@@ -391,7 +394,12 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
             vals = " | ".join(_fmt_or_dash(r["scores"]["segmentation"]["per_class_iou"][i]) for r in per_class)
             lines.append(f"| {c} | {vals} |")
         lines.append("")
-    lines += ["Runs (training folders, each with log.jsonl, samples/ and model/; eval/ holds the gallery):", ""]
+    lines += [
+        f"Runs (training folders, each with log.jsonl, samples/ and model/; eval-{exp.task}/ holds the gallery):",
+        "",
+    ]
     for r in report["rows"]:
-        lines.append(f"- {r['row']}: `{r['run']}`")
+        trained = r.get("training", {})
+        losses = ", ".join(f"{k} {v:.3f}" for k, v in trained.get("losses", {}).items())
+        lines.append(f"- {r['row']}: `{r['run']}`: {trained.get('step', '?')} steps; last logged losses: {losses}")
     return "\n".join(lines) + "\n"
