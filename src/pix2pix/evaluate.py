@@ -36,7 +36,7 @@ from PIL import Image
 
 from . import metrics
 from .data.aligned import split_folder
-from .data.images import list_images, open_image, split_pair
+from .data.images import list_images, open_image, split_pair, to_image, to_tensor
 from .data.labels import IGNORE, Palette, colors_to_ids, load_palette, to_train_ids, train_ids_to_colors
 
 TASKS = ("auto", "photo2label", "label2photo", "image")
@@ -59,7 +59,7 @@ def _to_unit(img: Image.Image) -> np.ndarray:
 
 
 def _to_net(img: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+    return to_tensor(img.convert("RGB"))  # (3, H, W) in [-1, 1], as in training
 
 
 def _label_ids(label_image: Image.Image, palette: Palette, size: int) -> np.ndarray:
@@ -314,7 +314,7 @@ def evaluate_model(
         source, target = (right, left) if p2p.input_half == "right" else (left, right)
         x = _to_net(_resize(source, size))[None]  # (1, 3, S, S) in [-1, 1]
         y = run_generator(p2p.generator, x, mode, None if seed is None else seed + i)[0]  # (3, S, S)
-        out_img = Image.fromarray(np.round((y.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8))
+        out_img = to_image(y)  # the 8-bit photo a user gets
         target_img = _resize(target, size)
         a, b = _to_unit(out_img), _to_unit(target_img)
         sums["l1"] += metrics.l1(a, b)
