@@ -10,10 +10,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pix2pix.config import TrainConfig, parse_objective
 from pix2pix.networks import (
+    SMALL_MAP_PIXELS,
+    Down,
     PatchDiscriminator,
     ResnetBlock,
     ResnetGenerator,
     UNetGenerator,
+    Up,
     count_parameters,
     init_weights,
     unet_depth_for_size,
@@ -264,3 +267,41 @@ def test_init_weights_normal_0_02() -> None:
     # PyTorch's default (Kaiming uniform) is far wider for these layers: init really replaced it
     fresh = UNetGenerator(3, 3, base_channels=16, depth=5)
     assert fresh.encoder[1][1].weight.std().item() > 0.03
+
+
+# --- the small-map CPU path of the U-Net's 4x4 stride-2 layers (networks.Down / Up) ---
+
+
+@pytest.mark.parametrize("side", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("bias", [True, False])
+def test_up_and_down_equal_torch_layers_in_value_and_gradients(side: int, bias: bool) -> None:
+    # sides up to 8 take the matmul path (8 x 8 = SMALL_MAP_PIXELS), 16 the oneDNN one
+    torch.manual_seed(0)
+    for ours_type, torch_type, c_in, c_out in ((Up, nn.ConvTranspose2d, 24, 10), (Down, nn.Conv2d, 10, 24)):
+        if ours_type is Down and side == 1:
+            continue  # a stride-2 conv needs at least 2 x 2
+        ours = ours_type(c_in, c_out, bias=bias)
+        plain = torch_type(c_in, c_out, 4, stride=2, padding=1, bias=bias)
+        plain.load_state_dict(ours.state_dict())  # the same keys and shapes
+        x = torch.randn(3, c_in, side, side, dtype=torch.float64, requires_grad=True)
+        ours.double(), plain.double()
+        y_ours, y_plain = ours(x), plain(x)
+        assert y_ours.shape == y_plain.shape
+        torch.testing.assert_close(y_ours, y_plain, rtol=1e-10, atol=1e-10)
+        upstream = torch.randn_like(y_plain)
+        g_ours = torch.autograd.grad(y_ours, [x, *ours.parameters()], upstream)
+        g_plain = torch.autograd.grad(y_plain, [x, *plain.parameters()], upstream)
+        for a, b in zip(g_ours, g_plain, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_small_map_path_is_taken_only_up_to_the_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, ...]] = []
+    fold = torch.nn.functional.fold
+    monkeypatch.setattr(torch.nn.functional, "fold", lambda x, *a, **k: calls.append(x.shape) or fold(x, *a, **k))
+    up = Up(8, 4, bias=True)
+    side = int(SMALL_MAP_PIXELS**0.5)
+    up(torch.randn(1, 8, side, side))
+    assert len(calls) == 1
+    up(torch.randn(1, 8, side * 2, side * 2))
+    assert len(calls) == 1  # a larger map stays with the convolution kernels

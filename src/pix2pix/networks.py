@@ -12,6 +12,7 @@ import functools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NORMS = {
@@ -47,6 +48,57 @@ def unet_depth_for_size(size: int) -> int:
     if size < 2 or size & (size - 1):
         raise ValueError(f"U-Net size must be a power of two >= 2, got {size}")
     return int(math.log2(size))
+
+
+# At or below this many pixels (8x8) per map, the CPU runs the U-Net's 4x4 stride-2 convolutions
+# as one matrix product (below). There a layer has 512-1024 channels and so 4-8M weights but
+# only 1-64 output positions, and oneDNN's convolution kernels (made for large maps) reached
+# 5-60 GFLOP/s on them, measured on the 2-core CPU: the decoder's four innermost transposed
+# convolutions took 152 ms of forward + backward per step against 56 ms as matrix products.
+# Larger maps stay with oneDNN, which is faster there; GPUs keep cuDNN (benchmarks/RESULTS.md).
+SMALL_MAP_PIXELS = 64
+
+
+def _small_cpu_map(x: torch.Tensor) -> bool:
+    if x.device.type != "cpu" or x.dim() != 4 or x.shape[-2] * x.shape[-1] > SMALL_MAP_PIXELS:
+        return False
+    # ONNX export records the standard operators, whatever the size
+    return not (torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
+
+
+class Down(nn.Conv2d):
+    """The U-Net's 4x4 stride-2 padding-1 convolution. Same weights and state-dict keys as
+    nn.Conv2d; on small CPU maps the same sum is computed as im2col + one matrix product."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool) -> None:
+        super().__init__(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _small_cpu_map(x):
+            return super().forward(x)
+        b, _, h, w = x.shape  # (B, C_in, h, w) -> (B, C_out, h/2, w/2)
+        columns = F.unfold(x, 4, padding=1, stride=2)  # (B, C_in * 16, h/2 * w/2)
+        y = torch.matmul(self.weight.reshape(self.out_channels, -1), columns)
+        y = y.reshape(b, self.out_channels, h // 2, w // 2)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+
+class Up(nn.ConvTranspose2d):
+    """The U-Net's 4x4 stride-2 padding-1 transposed convolution. Same weights and state-dict
+    keys as nn.ConvTranspose2d; on small CPU maps the same sum is computed as one matrix
+    product followed by col2im (F.fold), which is what a transposed convolution is."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool) -> None:
+        super().__init__(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        if output_size is not None or not _small_cpu_map(x):
+            return super().forward(x, output_size)
+        b, c_in, h, w = x.shape  # (B, C_in, h, w) -> (B, C_out, 2h, 2w)
+        # weight (C_in, C_out, 4, 4): each input pixel scatters a C_out x 4 x 4 patch
+        patches = torch.matmul(self.weight.reshape(c_in, -1).t(), x.reshape(b, c_in, h * w))
+        y = F.fold(patches, (2 * h, 2 * w), 4, stride=2, padding=1)  # overlapping patches added
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
 
 class UNetGenerator(nn.Module):
@@ -102,7 +154,7 @@ class UNetGenerator(nn.Module):
         self.encoder = nn.ModuleList()
         for i in range(depth):
             c_in = in_channels if i == 0 else channels[i - 1]
-            conv = nn.Conv2d(c_in, channels[i], 4, stride=2, padding=1, bias=bias)
+            conv = Down(c_in, channels[i], bias)
             if i == 0:
                 # no norm on the first C64 (appendix 6.1.1); its activation comes with level 1
                 layers = [conv]
@@ -120,7 +172,7 @@ class UNetGenerator(nn.Module):
             c_out = channels[level - 1]
             layers = [
                 nn.ReLU(),
-                nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=bias),
+                Up(c_in, c_out, bias),
                 _norm(norm, c_out),
             ]
             if dropout > 0 and dropout_first_level <= j < dropout_first_level + dropout_levels:
@@ -129,7 +181,7 @@ class UNetGenerator(nn.Module):
         c_in = channels[0] * (2 if skips else 1)
         self.head = nn.Sequential(
             nn.ReLU(),
-            nn.ConvTranspose2d(c_in, out_channels, 4, stride=2, padding=1, bias=True),
+            Up(c_in, out_channels, bias=True),
             # outputs in [-1, 1], the range the images are scaled to; or class scores
             nn.Tanh() if output == "tanh" else nn.Identity(),
         )
