@@ -17,7 +17,9 @@ OBJECTIVE_TERMS = ("l1", "l2", "gan", "cgan")
 GENERATORS = ("unet", "resnet")
 GAN_MODES = ("vanilla", "lsgan")
 PREPROCESS = ("resize_and_crop", "crop", "resize", "scale_width_and_crop", "scale_width", "none")
-CACHES = ("none", "memory")
+CACHES = ("none", "memory", "device")
+PRECISIONS = ("fp32", "bf16")
+COMPILE_MODES = ("none", "default", "max-autotune")
 DIRECTIONS = ("AtoB", "BtoA")
 DATASET_MODES = ("aligned", "folders", "colorization", "inpainting")
 HOLES = ("center", "random")  # inpainting holes (data/inpaint.py)
@@ -61,7 +63,8 @@ class TrainConfig:
     cache: str = opt(
         "none",
         "memory: decode and resize every training pair once, up front, and keep them in RAM "
-        "(about 0.5 MB per pair at 286 px); none: decode every time",
+        "(about 0.5 MB per pair at 286 px); device: the same, held on the training device (GPU), "
+        "where each step's crop and mirror are cut, with no loader processes; none: decode every time",
         choices=CACHES,
     )
     hole: str = opt("center", "inpainting: the hole is the centre box (paper) or a box placed at random", choices=HOLES)
@@ -113,6 +116,26 @@ class TrainConfig:
         "normalisation (section 3.3), which syncing would turn into BatchNorm over the processes' images",
     )
 
+    # --- speed (none of these is in the paper; the defaults are plain float32, eager) ---
+    precision: str = opt(
+        "fp32",
+        "fp32, or bf16: the forward passes of G and D under bfloat16 autocast (weights, Adam and "
+        "the losses stay float32). Fast on GPUs with bf16 tensor cores; slower on CPUs without AMX",
+        choices=PRECISIONS,
+    )
+    channels_last: bool = opt(False, "G, D and the batches in channels-last memory layout (NHWC), for tensor cores")
+    compile: str = opt(
+        "none",
+        "torch.compile G and D for training: default, or max-autotune (longer compile, tuned kernels); "
+        "the first steps take the compile time",
+        choices=COMPILE_MODES,
+    )
+    cuda_graphs: bool = opt(
+        False,
+        "with --compile, replay each step's kernels as CUDA graphs (torch.compile's reduce-overhead): "
+        "for batch 1 on a GPU, where launching the kernels takes longer than running them",
+    )
+
     # --- run bookkeeping ---
     log_every: int = opt(10, "steps between JSONL log lines")
     sample_every: int = opt(500, "steps between sample grids (input | output | target) of fixed val images")
@@ -141,6 +164,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.cuda_graphs and self.compile == "none":
+            raise ValueError("cuda_graphs needs compile (e.g. --compile default --cuda-graphs)")
         if not 0.0 < self.hole_size < 1.0:
             raise ValueError(f"hole_size must be in (0, 1), a fraction of the image side, got {self.hole_size}")
 

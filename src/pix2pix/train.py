@@ -55,7 +55,21 @@ from .networks import PatchDiscriminator, ResnetGenerator, UNetGenerator, init_w
 from .predict import run_generator
 
 # Settings that may change when resuming without changing the run's results.
-RUN_CONTROL = ("max_steps", "device", "workers", "log_every", "sample_every", "num_samples", "checkpoint_every", "data")
+RUN_CONTROL = (
+    "max_steps",
+    "device",
+    "workers",
+    "log_every",
+    "sample_every",
+    "num_samples",
+    "checkpoint_every",
+    "data",
+    # how the same arithmetic is run: float rounding may differ, as it may between devices
+    "channels_last",
+    "compile",
+    "cuda_graphs",
+    "cache",
+)
 RUN_FILES = ("config.json", "log.jsonl", STATE_FILE, "model", "samples")
 
 
@@ -100,6 +114,20 @@ def build_networks(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None]:
     return generator, discriminator
 
 
+def forward_precision(device: torch.device, precision: str) -> torch.autocast:
+    """The context for G's and D's forward passes: bfloat16 autocast for precision "bf16"
+    (convolutions and matrix products in bf16, normalisation and losses in float32), plain
+    float32 otherwise. Weights, gradients and Adam's state stay float32 either way."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def compile_mode(cfg: TrainConfig) -> str:
+    """torch.compile's mode for --compile and --cuda-graphs ("reduce-overhead" is CUDA graphs)."""
+    if cfg.compile == "default":
+        return "reduce-overhead" if cfg.cuda_graphs else "default"
+    return "max-autotune" if cfg.cuda_graphs else "max-autotune-no-cudagraphs"
+
+
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -118,6 +146,7 @@ def discriminator_step(
     fake_b: torch.Tensor,
     conditional: bool,
     gan_mode: str,
+    precision: str = "fp32",
 ) -> dict[str, torch.Tensor]:
     """One update of D on a real pair and a fake pair; `fake_b` must be detached from G."""
     set_requires_grad(discriminator, True)
@@ -126,9 +155,10 @@ def discriminator_step(
     # the real and the fake pass before DDP's hook sees the weight, so the gradient sync runs once
     # per weight with the whole gradient. (One forward on torch.cat([real, fake]) would be simpler
     # for DDP but would change D: BatchNorm statistics would mix real and fake images.)
-    real_logits = discriminator(d_input(real_a, real_b, conditional))  # (B, 1, h, w) patch logits
-    fake_logits = discriminator(d_input(real_a, fake_b, conditional))
-    loss, stats = discriminator_loss(real_logits, fake_logits, gan_mode)
+    with forward_precision(real_a.device, precision):
+        real_logits = discriminator(d_input(real_a, real_b, conditional))  # (B, 1, h, w) patch logits
+        fake_logits = discriminator(d_input(real_a, fake_b, conditional))
+    loss, stats = discriminator_loss(real_logits.float(), fake_logits.float(), gan_mode)  # losses in fp32
     loss.backward()
     optimizer.step()
     return stats
@@ -143,14 +173,16 @@ def generator_step(
     objective: Objective,
     lambda_l1: float,
     gan_mode: str,
+    precision: str = "fp32",
 ) -> dict[str, torch.Tensor]:
     """One update of G: fool D (non-saturating, section 3.3) and stay near the target."""
     fake_logits = None
     if objective.adversarial is not None and discriminator is not None:
         set_requires_grad(discriminator, False)  # gradients flow through D into G, not into D
-        fake_logits = discriminator(d_input(real_a, fake_b, objective.conditional))
+        with forward_precision(real_a.device, precision):
+            fake_logits = discriminator(d_input(real_a, fake_b, objective.conditional)).float()
     optimizer.zero_grad(set_to_none=True)
-    loss, stats = generator_loss(fake_b, real_b, objective, fake_logits, lambda_l1, gan_mode)
+    loss, stats = generator_loss(fake_b.float(), real_b, objective, fake_logits, lambda_l1, gan_mode)
     loss.backward()
     optimizer.step()
     return stats
@@ -166,19 +198,28 @@ def train_step(
     objective: Objective,
     lambda_l1: float,
     gan_mode: str,
+    precision: str = "fp32",
+    discriminator_for_g: nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One iteration: G forward, D step (if adversarial), G step. Returns detached scalars."""
-    fake_b = generator(real_a)  # (B, C_out, H, W)
+    """One iteration: G forward, D step (if adversarial), G step. Returns detached scalars.
+
+    `precision` "bf16" runs the forward passes under bfloat16 autocast (forward_precision).
+    `discriminator_for_g` is D as G's step runs it (e.g. compiled); by default the module
+    inside DDP, see below."""
+    with forward_precision(real_a.device, precision):
+        fake_b = generator(real_a)  # (B, C_out, H, W); bfloat16 under "bf16"
     stats: dict[str, torch.Tensor] = {}
     if objective.adversarial is not None and discriminator is not None:
         stats |= discriminator_step(
-            discriminator, opt_d, real_a, real_b, fake_b.detach(), objective.conditional, gan_mode
+            discriminator, opt_d, real_a, real_b, fake_b.detach(), objective.conditional, gan_mode, precision
         )
     # G's step runs D outside DDP: D's weights get no gradient there, so there is nothing of D's to
     # sync, and a DDP forward would arm a gradient sync that no backward of D's weights completes.
     # G's gradients, through D, are synced by G's DDP as usual.
-    plain_d = None if discriminator is None else unwrap(discriminator)
-    stats |= generator_step(plain_d, opt_g, real_a, real_b, fake_b, objective, lambda_l1, gan_mode)
+    plain_d = discriminator_for_g
+    if plain_d is None and discriminator is not None:
+        plain_d = unwrap(discriminator)
+    stats |= generator_step(plain_d, opt_g, real_a, real_b, fake_b, objective, lambda_l1, gan_mode, precision)
     return stats
 
 
@@ -249,7 +290,9 @@ def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[
             run_dir.mkdir(parents=True, exist_ok=True)
             skip_log.write_text("")
         common = dict(skip_bad=cfg.skip_bad, size_multiple=multiple, skip_log=skip_log, workers=cfg.workers)
-        options |= common | dict(cache=cfg.cache, same_size=whole and cfg.batch_size > 1)
+        # the device cache starts as the memory cache, moved to the device by _train
+        cache = "memory" if cfg.cache == "device" else cfg.cache
+        options |= common | dict(cache=cache, same_size=whole and cfg.batch_size > 1)
         val_options |= common | dict(same_size=whole and cfg.num_samples > 1)
     elif cfg.skip_bad or cfg.cache != "none":
         raise ValueError(f"--skip-bad and --cache work with dataset_mode aligned or folders, not {cfg.dataset_mode}")
@@ -263,7 +306,7 @@ def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[
         cfg.out_channels,
         **options,
     )
-    if cfg.cache == "memory" and main:
+    if cfg.cache in ("memory", "device") and main:
         from .data.cache import cache_bytes
         from .data.check import human_bytes
 
@@ -336,6 +379,8 @@ def train(
     # Each process has now read the checkpoint or checked the run dir; rank 0 writes to it only
     # after the barrier below, which the others reach after this point.
     world, device = distributed.setup(resolve_device(cfg.device))
+    if cfg.cuda_graphs and device.type != "cuda":
+        raise ValueError(f"cuda_graphs needs a CUDA device; this run is on {device}")
     finished = False
     try:
         if not world.main:
@@ -406,12 +451,15 @@ def _train(
 
         # DDP (and SyncBatchNorm, which swaps the norm layers) before the optimisers, so these
         # hold the parameters that train; then the optimiser states load by parameter order
-        generator = distributed.wrap(generator.to(device), world, device, cfg.sync_batchnorm)
+        layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        generator = distributed.wrap(generator.to(device, memory_format=layout), world, device, cfg.sync_batchnorm)
         opt_g = make_adam(generator, cfg)
         sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_factor(cfg))
         opt_d = sched_d = None
         if discriminator is not None:
-            discriminator = distributed.wrap(discriminator.to(device), world, device, cfg.sync_batchnorm)
+            discriminator = distributed.wrap(
+                discriminator.to(device, memory_format=layout), world, device, cfg.sync_batchnorm
+            )
             opt_d = make_adam(discriminator, cfg)
             sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lr_factor(cfg))
         if state is not None:
@@ -420,10 +468,23 @@ def _train(
             if discriminator is not None:
                 opt_d.load_state_dict(state["opt_d"])
                 sched_d.load_state_dict(state["sched_d"])
-            if world.main:
-                for stale in run_dir.glob(f"{STATE_FILE}.*.tmp"):  # a write cut short by a kill
-                    stale.unlink()
-                _truncate_log(run_dir / "log.jsonl", step)
+        # What the training step calls: the modules, or compiled versions of them sharing their
+        # weights (checkpoints and sample grids use the modules themselves).
+        g_run, d_run, d_for_g = generator, discriminator, None if discriminator is None else unwrap(discriminator)
+        if cfg.compile != "none":
+            mode = compile_mode(cfg)
+            g_run = torch.compile(generator, mode=mode)
+            if discriminator is not None:
+                d_run, d_for_g = torch.compile(discriminator, mode=mode), torch.compile(d_for_g, mode=mode)
+        device_pairs = None
+        if cfg.cache == "device":
+            from .data.device import DeviceBatches
+
+            device_pairs = DeviceBatches(dataset, device)
+        if state is not None and world.main:
+            for stale in run_dir.glob(f"{STATE_FILE}.*.tmp"):  # a write cut short by a kill
+                stale.unlink()
+            _truncate_log(run_dir / "log.jsonl", step)
 
         # A step trains on the global batch: batch_size images in each of the processes.
         global_batch = cfg.batch_size * world.size
@@ -489,20 +550,36 @@ def _train(
                     world_size=world.size,
                     batch_size=cfg.batch_size,
                 )
-                loader = DataLoader(
-                    dataset,
-                    batch_size=cfg.batch_size,
-                    sampler=sampler,
-                    num_workers=cfg.workers,
-                    pin_memory=device.type == "cuda",
-                    generator=torch.Generator(),  # keeps the loader from drawing on the run's RNG
-                    persistent_workers=False,
-                )
-                for batch in loader:
-                    real_a = batch["real_a"].to(device, non_blocking=True)  # (B, C_in, H, W): x
-                    real_b = batch["real_b"].to(device, non_blocking=True)  # (B, C_out, H, W): y
+                if device_pairs is not None:  # crops cut on the device (data/device.py)
+                    batches: Any = device_pairs.batches(sampler, cfg.batch_size)
+                else:
+                    batches = DataLoader(
+                        dataset,
+                        batch_size=cfg.batch_size,
+                        sampler=sampler,
+                        num_workers=cfg.workers,
+                        pin_memory=device.type == "cuda",
+                        generator=torch.Generator(),  # keeps the loader from drawing on the run's RNG
+                        persistent_workers=False,
+                    )
+                for batch in batches:
+                    # (B, C_in, H, W): x and (B, C_out, H, W): y
+                    real_a = batch["real_a"].to(device, non_blocking=True, memory_format=layout)
+                    real_b = batch["real_b"].to(device, non_blocking=True, memory_format=layout)
+                    if cfg.cuda_graphs:  # a new step: the graphs may reuse the last step's buffers
+                        torch.compiler.cudagraph_mark_step_begin()
                     stats = train_step(
-                        generator, discriminator, opt_g, opt_d, real_a, real_b, phase, cfg.lambda_l1, cfg.gan_mode
+                        g_run,
+                        d_run,
+                        opt_g,
+                        opt_d,
+                        real_a,
+                        real_b,
+                        phase,
+                        cfg.lambda_l1,
+                        cfg.gan_mode,
+                        cfg.precision,
+                        d_for_g,
                     )
                     step += 1
                     image_in_epoch = min(len(dataset), image_in_epoch + global_batch)

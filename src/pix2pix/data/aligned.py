@@ -112,21 +112,31 @@ class Augment:
         size = self.resized_size(*picture_size(images[0]))
         return [im if picture_size(im) == size else resize_picture(im, size) for im in images]
 
-    def jitter(self, images: Sequence[Picture], generator: torch.Generator | None) -> list[Picture]:
+    def draw(self, w: int, h: int, generator: torch.Generator | None) -> tuple[tuple[int, int, int, int] | None, bool]:
+        """The random part for one (w, h) sample: a crop box (left, top, right, bottom), None
+        where this preprocess does not crop, and whether to mirror. Both the loader and the
+        device cache (data/device.py) draw here, so they cut the same crops."""
+
         def rand(n: int) -> int:  # uniform in [0, n]
             if generator is None or n <= 0:
                 return n // 2
             return int(torch.randint(0, n + 1, (1,), generator=generator))
 
-        images = list(images)
+        box = None
         if self.preprocess in CROPPING:
-            w, h = picture_size(images[0])
             if w < self.crop_size or h < self.crop_size:
                 raise ImageError(f"image half of {w}x{h} is smaller than crop_size {self.crop_size}")
             x, y = rand(w - self.crop_size), rand(h - self.crop_size)
             box = (x, y, x + self.crop_size, y + self.crop_size)
+        flip = bool(self.flip and generator is not None and rand(1))
+        return box, flip
+
+    def jitter(self, images: Sequence[Picture], generator: torch.Generator | None) -> list[Picture]:
+        box, flip = self.draw(*picture_size(images[0]), generator)
+        images = list(images)
+        if box is not None:
             images = [crop_picture(im, box) for im in images]
-        if self.flip and generator is not None and rand(1):
+        if flip:
             images = [flip_picture(im) for im in images]
         return images
 
