@@ -14,7 +14,15 @@ Measures, on the device given (CPU here, a GPU where one is lent):
 - the training data loader alone on real Cityscapes pairs (2 workers): images / s;
 - with --profile: the operators that take the time in one training iteration.
 
+The training settings run with the speed options given (the `pix2pix train` flags of the same
+names): --precision bf16, --channels-last, --compile default|max-autotune, --cuda-graphs; FLOPs
+are counted on the eager float32 step either way. With --compile the generator's inference is
+also measured compiled (inductor, weights frozen). On a GPU the report adds the paper's facades
+schedule (80,000 iterations at 256 px, batch 1) at the measured rate, and the rate of the
+on-device data cache (--cache device).
+
     python benchmarks/bench.py [--device cpu] [--quick] [--profile] [--out benchmarks/results/bench_cpu]
+    python benchmarks/bench.py --device cuda --precision bf16 --channels-last --compile default --cuda-graphs
 """
 
 from __future__ import annotations
@@ -37,11 +45,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pix2pix import __version__
 from pix2pix.config import TrainConfig, parse_objective
-from pix2pix.train import build_networks, make_adam, resolve_device, train_step
+from pix2pix.train import build_networks, make_adam, resolve_device, step_callables, train_step
 
 CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 REFERENCE_S_PER_ITER = 0.76  # the reference PyTorch code on this 2-core machine (issue 5)
 SETTINGS = {"256px_b1": (256, 1), "256px_b4": (256, 4), "128px_b1": (128, 1)}
+FACADES_ITERATIONS = 80_000  # 400 images x 200 epochs at batch 1 (paper section 4.1 and appendix 6.2)
+SPEED_OPTIONS = ("precision", "channels_last", "compile", "cuda_graphs")
 
 
 def sync(device: torch.device) -> None:
@@ -71,9 +81,9 @@ def flops_of(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def machine_peak(device: torch.device, quick: bool) -> dict[str, object]:
-    """Best measured fp32 GFLOP/s of large convolutions (shapes from the U-Net encoder and
-    decoder, batch 4) and of a square matmul."""
+def machine_peak(device: torch.device, quick: bool, dtype: torch.dtype = torch.float32) -> dict[str, object]:
+    """Best measured GFLOP/s of large convolutions (shapes from the U-Net encoder and decoder,
+    batch 4) and of a square matmul, in `dtype`."""
     shapes = [  # (batch, c_in, size, c_out, kernel, stride)
         (4, 128, 64, 256, 4, 2),
         (4, 256, 32, 512, 4, 2),
@@ -84,36 +94,49 @@ def machine_peak(device: torch.device, quick: bool) -> dict[str, object]:
     conv = {}
     with torch.inference_mode():
         for b, c, s, o, k, st in shapes:
-            x = torch.randn(b, c, s, s, device=device)
-            w = torch.randn(o, c, k, k, device=device)
+            x = torch.randn(b, c, s, s, device=device, dtype=dtype)
+            w = torch.randn(o, c, k, k, device=device, dtype=dtype)
             fn = lambda x=x, w=w, st=st: F.conv2d(x, w, stride=st, padding=1)  # noqa: E731
             fl = flops_of(fn)
             t = summary(timed(fn, device, 3 if quick else 10, 2))
             conv[f"{b}x{c}x{s}x{s} -> {o}, k{k} s{st}"] = fl / t["median"] / 1e9
         n = 1024 if quick else 2048
-        a, bm = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        a, bm = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         t = summary(timed(lambda: a @ bm, device, 3 if quick else 10, 2))
         matmul = 2 * n**3 / t["median"] / 1e9
     return {"conv_gflops": max(conv.values()), "conv_shapes": conv, "matmul_gflops": matmul, "matmul_n": n}
 
 
-def train_setting(size: int, batch: int, device: torch.device, steps: int, warmup: int) -> dict[str, object]:
+def train_setting(
+    size: int, batch: int, device: torch.device, steps: int, warmup: int, options: dict[str, object]
+) -> dict[str, object]:
     """Runs in a fresh process (see main) so that the peak RSS is this setting's own."""
-    cfg = TrainConfig(crop_size=size, load_size=size, batch_size=batch)
+    cfg = TrainConfig(crop_size=size, load_size=size, batch_size=batch, **options)
     torch.manual_seed(0)
     g, d = build_networks(cfg)
-    g.to(device)
-    d.to(device)
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    g.to(device, memory_format=layout)
+    d.to(device, memory_format=layout)
     opt_g, opt_d = make_adam(g, cfg), make_adam(d, cfg)
     objective = parse_objective(cfg.objective)
-    a = torch.rand(batch, 3, size, size, device=device) * 2 - 1
-    b = torch.rand(batch, 3, size, size, device=device) * 2 - 1
+    a = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=layout)
+    b = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=layout)
+    g_run, d_run, d_for_g = step_callables(g, d, cfg)
 
-    def step() -> None:
+    def eager_fp32_step() -> None:
         train_step(g, d, opt_g, opt_d, a, b, objective, cfg.lambda_l1, cfg.gan_mode)
 
-    step()  # the first step allocates the Adam state
-    flop = flops_of(step)
+    def step() -> None:
+        if cfg.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        train_step(g_run, d_run, opt_g, opt_d, a, b, objective, cfg.lambda_l1, cfg.gan_mode, cfg.precision, d_for_g)
+
+    eager_fp32_step()  # the first step allocates the Adam state
+    flop = flops_of(eager_fp32_step)  # the same FLOPs whatever runs them
+    started = time.perf_counter()
+    step()
+    sync(device)
+    first_step_s = time.perf_counter() - started  # with --compile: the compile time
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t = summary(timed(step, device, steps, warmup))
@@ -125,25 +148,57 @@ def train_setting(size: int, batch: int, device: torch.device, steps: int, warmu
         "gflop_per_iter": flop / 1e9,
         "gflops": flop / 1e9 / t["median"],
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "first_step_s": first_step_s,
     }
     if device.type == "cuda":
         result["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return result
 
 
-def inference(device: torch.device, quick: bool) -> dict[str, object]:
+def inference(device: torch.device, quick: bool, compiled: bool = False) -> dict[str, object]:
+    """G in eval mode, batch 1, fp32; `compiled`: torch.compile with the weights frozen as
+    constants (inductor's freezing: BatchNorm folded into the convolutions, weights prepacked)."""
     cfg = TrainConfig()
     torch.manual_seed(0)
     g, _ = build_networks(cfg)
     g.to(device).eval()
+    run = g
+    if compiled:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+        run = torch.compile(g)
     out = {}
     with torch.inference_mode():
         for size in (256, 512):
             x = torch.rand(1, 3, size, size, device=device) * 2 - 1
             flop = flops_of(lambda x=x: g(x))
-            t = summary(timed(lambda x=x: g(x), device, 3 if quick else 15, 2))
+            t = summary(timed(lambda x=x: run(x), device, 3 if quick else 15, 3))
             out[str(size)] = {"ms": {k: v * 1000 if k != "n" else v for k, v in t.items()}, "gflop": flop / 1e9}
     return out
+
+
+def device_cache_rate(device: torch.device, images: int, batch: int = 1) -> dict[str, object]:
+    """Batches / s cut by the on-device cache (--cache device) from `images` real Cityscapes
+    pairs: the data side of a GPU step without loader processes."""
+    from pix2pix.data.aligned import AlignedDataset, Augment, EpochSampler, split_folder
+    from pix2pix.data.cache import build_memory_cache
+    from pix2pix.data.device import DeviceBatches
+
+    if not CITYSCAPES.is_dir():
+        return {"skipped": f"{CITYSCAPES} not present"}
+    dataset = AlignedDataset(split_folder(CITYSCAPES, "train"), "BtoA", Augment(), check=False)
+    dataset.samples = dataset.samples[:images]
+    dataset.cache, _ = build_memory_cache(dataset.prepare, dataset.samples)
+    pairs = DeviceBatches(dataset, device)
+    batches = pairs.batches(EpochSampler(len(pairs), 0, 0), batch)
+    next(batches)
+    sync(device)
+    started, n = time.perf_counter(), 0
+    for _ in batches:
+        n += 1
+    sync(device)
+    return {"images": len(pairs), "batch": batch, "batches_per_s": n / (time.perf_counter() - started)}
 
 
 def loader_rate(images: int) -> dict[str, object]:
@@ -212,6 +267,18 @@ def markdown(r: dict[str, object]) -> str:
         "",
         f"Measured peak (fp32): convolution {peak['conv_gflops']:.0f} GFLOP/s, "
         f"matmul {peak['matmul_gflops']:.0f} GFLOP/s.",
+    ]
+    if "peak_bf16" in r:
+        lines.append(
+            f"Measured peak (bf16): convolution {r['peak_bf16']['conv_gflops']:.0f} GFLOP/s, "
+            f"matmul {r['peak_bf16']['matmul_gflops']:.0f} GFLOP/s; the share below is of the bf16 conv peak."
+        )
+        peak = r["peak_bf16"]
+    options = r.get("options", {})
+    on = [f"{k}={v}" for k, v in options.items() if v not in (False, "none", "fp32")]
+    lines += [
+        "",
+        f"Training options: {', '.join(on) if on else 'none (float32, eager)'}.",
         "",
         "| training setting | s / iter, median (min, max) | images / s | GFLOP / iter | GFLOP/s | of conv peak "
         "| peak memory |",
@@ -233,24 +300,41 @@ def markdown(r: dict[str, object]) -> str:
             f"256 px batch 1 vs the reference's {REFERENCE_S_PER_ITER} s / iter: "
             f"{REFERENCE_S_PER_ITER / b1['s_per_iter']['median']:.2f}x its iteration rate.",
         ]
+    if b1:
+        minutes = FACADES_ITERATIONS * b1["s_per_iter"]["median"] / 60
+        lines += [
+            "",
+            f"The facades schedule ({FACADES_ITERATIONS:,} iterations at 256 px, batch 1) at this rate: "
+            f"{1 / b1['s_per_iter']['median']:.1f} iterations / s, {minutes:.1f} min of training steps "
+            f"(first step, with any compiling: {b1.get('first_step_s', float('nan')):.1f} s).",
+        ]
     lines += [
         "",
         "| G inference (eval, batch 1) | ms, median (min, max) | GFLOP | FLOP floor at conv peak | ratio to floor |",
         "|---|---|---|---|---|",
     ]
-    for size, t in r["inference"].items():
-        floor = t["gflop"] / peak["conv_gflops"] * 1000
-        ms = t["ms"]
-        lines.append(
-            f"| {size} px | {ms['median']:.1f} ({ms['min']:.1f}, {ms['max']:.1f}) | {t['gflop']:.1f} | "
-            f"{floor:.1f} ms | {ms['median'] / floor:.2f}x |"
-        )
+    fp32_peak = r["peak"]["conv_gflops"]
+    for label, key in (("", "inference"), (" compiled, frozen", "inference_compiled")):
+        for size, t in r.get(key, {}).items():
+            floor = t["gflop"] / fp32_peak * 1000
+            ms = t["ms"]
+            lines.append(
+                f"| {size} px{label} | {ms['median']:.1f} ({ms['min']:.1f}, {ms['max']:.1f}) | {t['gflop']:.1f} | "
+                f"{floor:.1f} ms | {ms['median'] / floor:.2f}x |"
+            )
     loader = r["loader"]
     if "images_per_s" in loader:
         lines += [
             "",
             "Data loader alone (real Cityscapes, paper preprocessing, 2 workers): "
             f"{loader['images_per_s']:.0f} images / s.",
+        ]
+    cache = r.get("device_cache", {})
+    if "batches_per_s" in cache:
+        lines += [
+            "",
+            f"On-device cache (--cache device, {cache['images']} real Cityscapes pairs, batch {cache['batch']}): "
+            f"{cache['batches_per_s']:.0f} batches / s cut, mirrored and scaled on the device.",
         ]
     if r.get("profile"):
         lines += [
@@ -275,14 +359,25 @@ def main() -> None:
     parser.add_argument(
         "--out", default=None, help="output path without extension (default benchmarks/results/bench_<device>)"
     )
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", default="none", choices=("none", "default", "max-autotune"))
+    parser.add_argument("--cuda-graphs", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one training setting
     args = parser.parse_args()
     device = resolve_device(args.device)
+    options = {name: getattr(args, name) for name in SPEED_OPTIONS}
+    TrainConfig(**options)  # the same checks as `pix2pix train`
 
     if args.child:
         size, batch, steps, warmup = (int(v) for v in args.child.split(","))
-        print(json.dumps(train_setting(size, batch, device, steps, warmup)))
+        print(json.dumps(train_setting(size, batch, device, steps, warmup, options)))
         return
+    flags = [
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+        for k, v in options.items()
+        if v not in (False, "none", "fp32")
+    ]
 
     settings = {"64px_b1": (64, 1)} if args.quick else SETTINGS
     result: dict[str, object] = {
@@ -292,6 +387,7 @@ def main() -> None:
         "pix2pix": __version__,
         "command": "python benchmarks/bench.py " + " ".join(sys.argv[1:]),
         "quick": args.quick,
+        "options": options,
     }
     print(f"device: {result['device']}", flush=True)
     result["peak"] = machine_peak(device, args.quick)
@@ -299,11 +395,25 @@ def main() -> None:
         f"peak: conv {result['peak']['conv_gflops']:.0f} GFLOP/s, matmul {result['peak']['matmul_gflops']:.0f}",
         flush=True,
     )
+    if args.precision == "bf16":
+        result["peak_bf16"] = machine_peak(device, args.quick, torch.bfloat16)
+        print(f"bf16 peak: conv {result['peak_bf16']['conv_gflops']:.0f} GFLOP/s", flush=True)
     training = {}
     for name, (size, batch) in settings.items():
         steps = 3 if args.quick else (10 if batch > 1 else 20)
+        if device.type == "cuda" and not args.quick:
+            steps *= 10  # milliseconds per step: many more for a steady median
+        warmup = 5 if args.compile != "none" else 3  # compiled: recompiles and graph recording settle
         child = subprocess.run(
-            [sys.executable, __file__, "--device", str(device), "--child", f"{size},{batch},{steps},3"],
+            [
+                sys.executable,
+                __file__,
+                "--device",
+                str(device),
+                *" ".join(flags).split(),
+                "--child",
+                f"{size},{batch},{steps},{warmup}",
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -316,10 +426,19 @@ def main() -> None:
         )
     result["training"] = training
     result["inference"] = inference(device, args.quick)
+    if args.compile != "none":
+        result["inference_compiled"] = inference(device, args.quick, compiled=True)
     result["loader"] = loader_rate(20 if args.quick else 300)
+    if device.type == "cuda" or args.quick:
+        result["device_cache"] = device_cache_rate(device, 20 if args.quick else 400)
     if args.profile:
         result["profile"] = profile_step(device)
-    out = Path(args.out or f"benchmarks/results/bench_{device.type}")
+    suffix = "".join(
+        f"_{v if isinstance(v, str) else k}".replace("-", "_")
+        for k, v in options.items()
+        if v not in (False, "none", "fp32")
+    )
+    out = Path(args.out or f"benchmarks/results/bench_{device.type}{suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

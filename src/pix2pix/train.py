@@ -128,6 +128,21 @@ def compile_mode(cfg: TrainConfig) -> str:
     return "max-autotune" if cfg.cuda_graphs else "max-autotune-no-cudagraphs"
 
 
+def step_callables(
+    generator: nn.Module, discriminator: nn.Module | None, cfg: TrainConfig
+) -> tuple[nn.Module, nn.Module | None, nn.Module | None]:
+    """What train_step calls: G, D, and D as G's step runs it (outside DDP); with --compile,
+    compiled versions sharing the modules' weights (checkpoints and sample grids use the
+    modules themselves)."""
+    d_for_g = None if discriminator is None else unwrap(discriminator)
+    if cfg.compile == "none":
+        return generator, discriminator, d_for_g
+    mode = compile_mode(cfg)
+    if discriminator is None:
+        return torch.compile(generator, mode=mode), None, None
+    return tuple(torch.compile(m, mode=mode) for m in (generator, discriminator, d_for_g))
+
+
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -468,14 +483,7 @@ def _train(
             if discriminator is not None:
                 opt_d.load_state_dict(state["opt_d"])
                 sched_d.load_state_dict(state["sched_d"])
-        # What the training step calls: the modules, or compiled versions of them sharing their
-        # weights (checkpoints and sample grids use the modules themselves).
-        g_run, d_run, d_for_g = generator, discriminator, None if discriminator is None else unwrap(discriminator)
-        if cfg.compile != "none":
-            mode = compile_mode(cfg)
-            g_run = torch.compile(generator, mode=mode)
-            if discriminator is not None:
-                d_run, d_for_g = torch.compile(discriminator, mode=mode), torch.compile(d_for_g, mode=mode)
+        g_run, d_run, d_for_g = step_callables(generator, discriminator, cfg)
         device_pairs = None
         if cfg.cache == "device":
             from .data.device import DeviceBatches
