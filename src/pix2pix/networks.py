@@ -50,13 +50,14 @@ def unet_depth_for_size(size: int) -> int:
     return int(math.log2(size))
 
 
-# At or below this many pixels (8x8) per map, the CPU runs the U-Net's 4x4 stride-2 convolutions
-# as one matrix product (below). There a layer has 512-1024 channels and so 4-8M weights but
-# only 1-64 output positions, and oneDNN's convolution kernels (made for large maps) reached
-# 5-60 GFLOP/s on them, measured on the 2-core CPU: the decoder's four innermost transposed
-# convolutions took 152 ms of forward + backward per step against 56 ms as matrix products.
-# Larger maps stay with oneDNN, which is faster there; GPUs keep cuDNN (benchmarks/RESULTS.md).
-SMALL_MAP_PIXELS = 64
+# At or below this many pixels (16x16) per input map, the CPU runs the U-Net's 4x4 stride-2
+# convolutions as one matrix product (below). There a layer has 512-1024 channels and so 4-8M
+# weights but only 1-256 positions, and oneDNN's convolution kernels (made for large maps)
+# reached 5-60 GFLOP/s on them, measured on the 2-core CPU: the decoder's four innermost
+# transposed convolutions took 152 ms of forward + backward per step against 56 ms as matrix
+# products. At 16x16 the two are level; from 32x32 up oneDNN is faster (34 vs 26 ms for the
+# 512 -> 128 level), so larger maps stay with it. GPUs keep cuDNN.
+SMALL_MAP_PIXELS = 256
 
 
 def _small_cpu_map(x: torch.Tensor) -> bool:
