@@ -98,7 +98,7 @@ def machine_peak(device: torch.device, quick: bool, dtype: torch.dtype = torch.f
             w = torch.randn(o, c, k, k, device=device, dtype=dtype)
             fn = lambda x=x, w=w, st=st: F.conv2d(x, w, stride=st, padding=1)  # noqa: E731
             fl = flops_of(fn)
-            t = summary(timed(fn, device, 3 if quick else 10, 2))
+            t = summary(timed(fn, device, 3 if quick else 10, 2 if quick else 5))
             conv[f"{b}x{c}x{s}x{s} -> {o}, k{k} s{st}"] = fl / t["median"] / 1e9
         n = 1024 if quick else 2048
         a, bm = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
@@ -266,7 +266,13 @@ def markdown(r: dict[str, object]) -> str:
         f"Command: `{r['command']}`",
         "",
         f"Measured peak (fp32): convolution {peak['conv_gflops']:.0f} GFLOP/s, "
-        f"matmul {peak['matmul_gflops']:.0f} GFLOP/s.",
+        f"matmul {peak['matmul_gflops']:.0f} GFLOP/s"
+        + (
+            f" (the higher of two measurements in this run, before and after training: "
+            f"{r['peak_first']['conv_gflops']:.0f} and {r['peak_second']['conv_gflops']:.0f} GFLOP/s conv)."
+            if "peak_second" in r
+            else "."
+        ),
     ]
     if "peak_bf16" in r:
         lines.append(
@@ -425,6 +431,14 @@ def main() -> None:
             flush=True,
         )
     result["training"] = training
+    # the peak again, after the training settings: a first measurement on a cold machine can be
+    # low (seen: 258 against 306 GFLOP/s), and the shares below are of the higher, i.e. conservative
+    again = machine_peak(device, args.quick)
+    result["peak_first"] = result["peak"]
+    if again["conv_gflops"] > result["peak"]["conv_gflops"]:
+        result["peak"] = again
+    result["peak_second"] = again
+    print(f"peak again: conv {again['conv_gflops']:.0f} GFLOP/s; using {result['peak']['conv_gflops']:.0f}", flush=True)
     result["inference"] = inference(device, args.quick)
     if args.compile != "none":
         result["inference_compiled"] = inference(device, args.quick, compiled=True)
@@ -434,10 +448,8 @@ def main() -> None:
     if args.profile:
         result["profile"] = profile_step(device)
     suffix = "".join(
-        f"_{v if isinstance(v, str) else k}".replace("-", "_")
-        for k, v in options.items()
-        if v not in (False, "none", "fp32")
-    )
+        f"_{k}" if v is True else f"_{k}_{v}" for k, v in options.items() if v not in (False, "none", "fp32")
+    ).replace("-", "_")
     out = Path(args.out or f"benchmarks/results/bench_{device.type}{suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
