@@ -52,6 +52,7 @@ REFERENCE_S_PER_ITER = 0.76  # the reference PyTorch code on this 2-core machine
 SETTINGS = {"256px_b1": (256, 1), "256px_b4": (256, 4), "128px_b1": (128, 1)}
 FACADES_ITERATIONS = 80_000  # 400 images x 200 epochs at batch 1 (paper section 4.1 and appendix 6.2)
 SPEED_OPTIONS = ("precision", "channels_last", "compile", "cuda_graphs")
+GLIBC_KEEP_HEAP = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647:glibc.malloc.top_pad=268435456"
 
 
 def sync(device: torch.device) -> None:
@@ -306,6 +307,14 @@ def markdown(r: dict[str, object]) -> str:
             f"256 px batch 1 vs the reference's {REFERENCE_S_PER_ITER} s / iter: "
             f"{REFERENCE_S_PER_ITER / b1['s_per_iter']['median']:.2f}x its iteration rate.",
         ]
+    kept = r["training"].get("256px_b1_heap_kept")
+    if b1 and kept:
+        lines += [
+            "",
+            f"256px_b1_heap_kept: the same step run with `GLIBC_TUNABLES={GLIBC_KEEP_HEAP}`, so that glibc keeps "
+            "freed blocks of 32 MiB and more instead of unmapping them (the deepest layers' weight gradients are "
+            "32 MiB each and are otherwise page-faulted and zeroed afresh every step).",
+        ]
     if b1:
         minutes = FACADES_ITERATIONS * b1["s_per_iter"]["median"] / 60
         lines += [
@@ -430,6 +439,19 @@ def main() -> None:
             f"{name}: {t['s_per_iter']['median']:.3f} s/iter, {t['gflops']:.0f} GFLOP/s, {t['peak_rss_gib']:.2f} GiB",
             flush=True,
         )
+    if device.type == "cpu" and platform.system() == "Linux" and not args.quick:
+        # the same 256 px step with glibc keeping freed blocks of 32 MiB and more in the process
+        # (by default it unmaps them, and the next weight gradient of the deepest layers, 32 MiB
+        # each, is page-faulted and zeroed afresh: 9 ms instead of 1 ms per matrix product)
+        env = os.environ | {"GLIBC_TUNABLES": GLIBC_KEEP_HEAP}
+        child = subprocess.run(
+            [sys.executable, __file__, "--device", str(device), *" ".join(flags).split(), "--child", "256,1,20,3"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        training["256px_b1_heap_kept"] = json.loads(child.stdout.strip().splitlines()[-1])
     result["training"] = training
     # the peak again, after the training settings: a first measurement on a cold machine can be
     # low (seen: 258 against 306 GFLOP/s), and the shares below are of the higher, i.e. conservative
