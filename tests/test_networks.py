@@ -299,9 +299,28 @@ def test_small_map_path_is_taken_only_up_to_the_threshold(monkeypatch: pytest.Mo
     calls: list[tuple[int, ...]] = []
     fold = torch.nn.functional.fold
     monkeypatch.setattr(torch.nn.functional, "fold", lambda x, *a, **k: calls.append(x.shape) or fold(x, *a, **k))
-    up = Up(8, 4, bias=True)
+    up = Up(8, 6, bias=True)
     side = int(SMALL_MAP_PIXELS**0.5)
     up(torch.randn(1, 8, side, side))
     assert len(calls) == 1
     up(torch.randn(1, 8, side * 2, side * 2))
     assert len(calls) == 1  # a larger map stays with the convolution kernels
+    head = Up(8, 3, bias=True)  # ... except for an image head (few output channels)
+    head(torch.randn(1, 8, side * 2, side * 2))
+    assert len(calls) == 2
+
+
+def test_image_head_on_a_large_map_equals_torch() -> None:
+    torch.manual_seed(0)
+    ours = Up(16, 3, bias=True).double()
+    plain = nn.ConvTranspose2d(16, 3, 4, stride=2, padding=1).double()
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 16, 40, 24, dtype=torch.float64, requires_grad=True)  # 960 px > SMALL_MAP_PIXELS
+    torch.testing.assert_close(ours(x), plain(x), rtol=1e-10, atol=1e-10)
+    up = torch.randn(2, 3, 80, 48, dtype=torch.float64)
+    for a, b in zip(
+        torch.autograd.grad(ours(x), [x, *ours.parameters()], up),
+        torch.autograd.grad(plain(x), [x, *plain.parameters()], up),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -58,10 +58,18 @@ def unet_depth_for_size(size: int) -> int:
 # products. At 16x16 the two are level; from 32x32 up oneDNN is faster (34 vs 26 ms for the
 # 512 -> 128 level), so larger maps stay with it. GPUs keep cuDNN.
 SMALL_MAP_PIXELS = 256
+# The same holds for the head at any size: a transposed convolution to 1-4 output channels
+# (an image) gave oneDNN 39 GFLOP/s; as a matrix product it took 2.7 instead of 4.6 ms at 256 px
+# in inference and 8.3 instead of 9.5 ms forward + backward (benchmarks/results/layers_cpu.md).
+FEW_OUTPUT_CHANNELS = 4
 
 
-def _small_cpu_map(x: torch.Tensor) -> bool:
-    if x.device.type != "cpu" or x.dim() != 4 or x.shape[-2] * x.shape[-1] > SMALL_MAP_PIXELS:
+def _matmul_path(x: torch.Tensor, any_size: bool = False) -> bool:
+    """Whether to run a 4x4 stride-2 layer on `x` as a matrix product: on the CPU, for maps of
+    at most SMALL_MAP_PIXELS (or any map with `any_size`), and never while exporting."""
+    if x.device.type != "cpu" or x.dim() != 4:
+        return False
+    if x.shape[-2] * x.shape[-1] > SMALL_MAP_PIXELS and not any_size:
         return False
     # ONNX export records the standard operators, whatever the size
     return not (torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
@@ -75,7 +83,7 @@ class Down(nn.Conv2d):
         super().__init__(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _small_cpu_map(x):
+        if not _matmul_path(x):
             return super().forward(x)
         b, _, h, w = x.shape  # (B, C_in, h, w) -> (B, C_out, h/2, w/2)
         columns = F.unfold(x, 4, padding=1, stride=2)  # (B, C_in * 16, h/2 * w/2)
@@ -93,7 +101,7 @@ class Up(nn.ConvTranspose2d):
         super().__init__(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if output_size is not None or not _small_cpu_map(x):
+        if output_size is not None or not _matmul_path(x, any_size=self.out_channels <= FEW_OUTPUT_CHANNELS):
             return super().forward(x, output_size)
         b, c_in, h, w = x.shape  # (B, C_in, h, w) -> (B, C_out, 2h, 2w)
         # weight (C_in, C_out, 4, 4): each input pixel scatters a C_out x 4 x 4 patch
