@@ -179,16 +179,16 @@ def inference(device: torch.device, quick: bool, compiled: bool = False) -> dict
     return out
 
 
-def device_cache_rate(device: torch.device, images: int, batch: int = 1) -> dict[str, object]:
+def device_cache_rate(device: torch.device, images: int, batch: int = 1, data: Path = CITYSCAPES) -> dict[str, object]:
     """Batches / s cut by the on-device cache (--cache device) from `images` real Cityscapes
     pairs: the data side of a GPU step without loader processes."""
     from pix2pix.data.aligned import AlignedDataset, Augment, EpochSampler, split_folder
     from pix2pix.data.cache import build_memory_cache
     from pix2pix.data.device import DeviceBatches
 
-    if not CITYSCAPES.is_dir():
-        return {"skipped": f"{CITYSCAPES} not present"}
-    dataset = AlignedDataset(split_folder(CITYSCAPES, "train"), "BtoA", Augment(), check=False)
+    if not data.is_dir():
+        return {"skipped": f"{data} not present"}
+    dataset = AlignedDataset(split_folder(data, "train"), "BtoA", Augment(), check=False)
     dataset.samples = dataset.samples[:images]
     dataset.cache, _ = build_memory_cache(dataset.prepare, dataset.samples)
     pairs = DeviceBatches(dataset, device)
@@ -202,14 +202,14 @@ def device_cache_rate(device: torch.device, images: int, batch: int = 1) -> dict
     return {"images": len(pairs), "batch": batch, "batches_per_s": n / (time.perf_counter() - started)}
 
 
-def loader_rate(images: int) -> dict[str, object]:
+def loader_rate(images: int, data: Path = CITYSCAPES) -> dict[str, object]:
     from torch.utils.data import DataLoader
 
     from pix2pix.data.aligned import AlignedDataset, Augment, EpochSampler, split_folder
 
-    if not CITYSCAPES.is_dir():
-        return {"skipped": f"{CITYSCAPES} not present"}
-    dataset = AlignedDataset(split_folder(CITYSCAPES, "train"), "BtoA", Augment())
+    if not data.is_dir():
+        return {"skipped": f"{data} not present"}
+    dataset = AlignedDataset(split_folder(data, "train"), "BtoA", Augment())
     loader = DataLoader(dataset, batch_size=1, sampler=EpochSampler(len(dataset), 0, 0), num_workers=2)
     it = iter(loader)
     next(it)  # workers started
@@ -374,6 +374,9 @@ def main() -> None:
     parser.add_argument(
         "--out", default=None, help="output path without extension (default benchmarks/results/bench_<device>)"
     )
+    parser.add_argument(
+        "--data", type=Path, default=CITYSCAPES, help="Cityscapes (aligned) for the loader and device-cache rates"
+    )
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", default="none", choices=("none", "default", "max-autotune"))
@@ -464,9 +467,9 @@ def main() -> None:
     result["inference"] = inference(device, args.quick)
     if args.compile != "none":
         result["inference_compiled"] = inference(device, args.quick, compiled=True)
-    result["loader"] = loader_rate(20 if args.quick else 300)
+    result["loader"] = loader_rate(20 if args.quick else 300, args.data)
     if device.type == "cuda" or args.quick:
-        result["device_cache"] = device_cache_rate(device, 20 if args.quick else 400)
+        result["device_cache"] = device_cache_rate(device, 20 if args.quick else 400, data=args.data)
     if args.profile:
         result["profile"] = profile_step(device)
     suffix = "".join(

@@ -326,7 +326,8 @@ def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[
         from .data.check import human_bytes
 
         seconds, size = time.perf_counter() - started, human_bytes(cache_bytes(dataset.cache))
-        print(f"cache: {len(dataset)} training pairs decoded into memory ({size}) in {seconds:.1f} s")
+        where = "memory" if cfg.cache == "memory" else "memory, for the training device (--cache device)"
+        print(f"cache: {len(dataset)} training pairs decoded into {where} ({size}) in {seconds:.1f} s")
     val_preprocess = "resize" if cfg.preprocess in ("resize_and_crop", "resize") else cfg.preprocess
     val_set = make_dataset(
         cfg.dataset_mode,
