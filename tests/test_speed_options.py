@@ -170,3 +170,15 @@ def test_cuda_graphs_need_a_cuda_device(tiny_data: Path, tmp_path: Path) -> None
 )
 def test_compile_modes(compile: str, graphs: bool, mode: str) -> None:
     assert compile_mode(TrainConfig(compile=compile, cuda_graphs=graphs)) == mode
+
+
+def test_device_cache_of_mixed_sizes_fails_before_the_run_dir_is_made(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        (data / split).mkdir(parents=True)
+        for i, width in enumerate((64, 128)):
+            Image.fromarray(np.full((width // 2, width, 3), 40 * i, np.uint8)).save(data / split / f"{i}.png")
+    cfg = tiny_config(data, preprocess="none", unet_depth=3, batch_size=1, cache="device", num_samples=1)
+    with pytest.raises(DatasetError, match="one size after the resize"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

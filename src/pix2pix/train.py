@@ -402,12 +402,17 @@ def train(
         if not world.main:
             distributed.barrier(device)  # rank 0 checks the data first (and writes builtin:shapes)
         dataset, val_set = build_datasets(cfg, run_dir, world.main)  # fails before the run dir is touched
+        device_pairs = None
+        if cfg.cache == "device":  # on the device before the run dir is touched, too (sizes, memory)
+            from .data.device import DeviceBatches
+
+            device_pairs = DeviceBatches(dataset, device)
         if world.main:
             distributed.barrier(device)
             if not resume:
                 _prepare_run_dir(run_dir, overwrite)
                 (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        summary = _train(cfg, run_dir, state, dataset, val_set, world, device, progress)
+        summary = _train(cfg, run_dir, state, dataset, val_set, world, device, progress, device_pairs)
         finished = True
         return summary
     finally:
@@ -423,8 +428,10 @@ def _train(
     world: distributed.World,
     device: torch.device,
     progress: bool,
+    device_pairs: Any = None,
 ) -> dict[str, Any]:
-    """The run itself in this process, once the data are checked and the run dir is ready."""
+    """The run itself in this process, once the data are checked and the run dir is ready;
+    `device_pairs` (data/device.DeviceBatches) replaces the loader for --cache device."""
     objective = parse_objective(cfg.objective)
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     threads_before = torch.get_num_threads()
@@ -485,11 +492,6 @@ def _train(
                 opt_d.load_state_dict(state["opt_d"])
                 sched_d.load_state_dict(state["sched_d"])
         g_run, d_run, d_for_g = step_callables(generator, discriminator, cfg)
-        device_pairs = None
-        if cfg.cache == "device":
-            from .data.device import DeviceBatches
-
-            device_pairs = DeviceBatches(dataset, device)
         if state is not None and world.main:
             for stale in run_dir.glob(f"{STATE_FILE}.*.tmp"):  # a write cut short by a kill
                 stale.unlink()
