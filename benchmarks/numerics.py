@@ -123,6 +123,7 @@ def main() -> None:
     for name, options in chosen.items():
         run_dir = work / name.replace(" ", "_").replace(",", "").replace(":", "")
         cfg = TrainConfig(**(base | options))
+        torch._dynamo.reset()  # each variant compiles afresh, within dynamo's recompile limits
         print(f"{name}: training {args.steps} steps ...", flush=True)
         summary = train(cfg, run_dir, overwrite=True, progress=False)
         log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
