@@ -219,6 +219,63 @@ def loader_rate(images: int, data: Path = CITYSCAPES) -> dict[str, object]:
     return {"workers": 2, "images": images, "images_per_s": images / (time.perf_counter() - t0)}
 
 
+def step_parts(device: torch.device, steps: int = 12, warmup: int = 3) -> list[dict[str, object]]:
+    """The parts of one 256 px batch-1 iteration (train_step's order), each timed on its own
+    with the device synchronised, and its GFLOP: a breakdown without the profiler's overhead."""
+    from pix2pix.losses import discriminator_loss, generator_loss
+    from pix2pix.train import d_input, set_requires_grad
+
+    cfg = TrainConfig()
+    torch.manual_seed(0)
+    g, d = build_networks(cfg)
+    g.to(device)
+    d.to(device)
+    opt_g, opt_d = make_adam(g, cfg), make_adam(d, cfg)
+    objective = parse_objective(cfg.objective)
+    a = torch.rand(1, 3, 256, 256, device=device) * 2 - 1
+    b = torch.rand(1, 3, 256, 256, device=device) * 2 - 1
+    times: dict[str, list[float]] = {}
+    flops: dict[str, float] = {}
+
+    def part(name: str, fn, count: bool):
+        sync(device)
+        if count:
+            with FlopCounterMode(display=False) as counter:
+                out = fn()
+            flops[name] = float(counter.get_total_flops())
+            return out
+        t0 = time.perf_counter()
+        out = fn()
+        sync(device)
+        times.setdefault(name, []).append(time.perf_counter() - t0)
+        return out
+
+    for i in range(warmup + steps + 1):
+        count = i == warmup  # one step counts FLOPs (untimed), the others are timed
+        fake_b = part("G forward", lambda: g(a), count)
+        set_requires_grad(d, True)
+        opt_d.zero_grad(set_to_none=True)
+        logits = part(
+            "D forward, real and fake",
+            lambda fake_b=fake_b: (d(d_input(a, b, True)), d(d_input(a, fake_b.detach(), True))),
+            count,
+        )
+        d_loss, _ = discriminator_loss(*logits, cfg.gan_mode)
+        part("D backward", d_loss.backward, count)
+        part("D Adam", opt_d.step, count)
+        set_requires_grad(d, False)
+        fake_logits = part("D forward for G's step", lambda fake_b=fake_b: d(d_input(a, fake_b, True)), count)
+        opt_g.zero_grad(set_to_none=True)
+        g_loss, _ = generator_loss(fake_b, b, objective, fake_logits, cfg.lambda_l1, cfg.gan_mode)
+        part("G backward, through D", g_loss.backward, count)
+        part("G Adam", opt_g.step, count)
+    rows = []
+    for name, t in times.items():
+        ms = statistics.median(t[warmup:]) * 1000
+        rows.append({"part": name, "ms": ms, "gflop": flops.get(name, 0.0) / 1e9})
+    return rows
+
+
 def profile_step(device: torch.device, top: int = 15) -> list[dict[str, object]]:
     from torch.profiler import ProfilerActivity, profile
 
@@ -351,6 +408,20 @@ def markdown(r: dict[str, object]) -> str:
             f"On-device cache (--cache device, {cache['images']} real Cityscapes pairs, batch {cache['batch']}): "
             f"{cache['batches_per_s']:.0f} batches / s cut, mirrored and scaled on the device.",
         ]
+    if r.get("parts"):
+        total = sum(p["ms"] for p in r["parts"])
+        lines += [
+            "",
+            f"The parts of one 256 px batch-1 iteration, each timed alone (sum {total:.0f} ms; GFLOP/s of the "
+            f"parts with FLOPs, against the {r['peak']['conv_gflops']:.0f} GFLOP/s conv peak):",
+            "",
+            "| part | ms | GFLOP | GFLOP/s | of conv peak |",
+            "|---|---|---|---|---|",
+        ]
+        for p in r["parts"]:
+            rate = p["gflop"] / p["ms"] * 1000 if p["gflop"] else 0.0
+            cells = f"{rate:.0f} | {rate / r['peak']['conv_gflops']:.0%}" if rate else "- | -"
+            lines.append(f"| {p['part']} | {p['ms']:.1f} | {p['gflop']:.1f} | {cells} |")
     if r.get("profile"):
         lines += [
             "",
@@ -471,6 +542,7 @@ def main() -> None:
     if device.type == "cuda" or args.quick:
         result["device_cache"] = device_cache_rate(device, 20 if args.quick else 400, data=args.data)
     if args.profile:
+        result["parts"] = step_parts(device)
         result["profile"] = profile_step(device)
     suffix = "".join(
         f"_{k}" if v is True else f"_{k}_{v}" for k, v in options.items() if v not in (False, "none", "fp32")
