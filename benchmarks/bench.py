@@ -219,21 +219,27 @@ def loader_rate(images: int, data: Path = CITYSCAPES) -> dict[str, object]:
     return {"workers": 2, "images": images, "images_per_s": images / (time.perf_counter() - t0)}
 
 
-def step_parts(device: torch.device, steps: int = 12, warmup: int = 3) -> list[dict[str, object]]:
-    """The parts of one 256 px batch-1 iteration (train_step's order), each timed on its own
-    with the device synchronised, and its GFLOP: a breakdown without the profiler's overhead."""
-    from pix2pix.losses import discriminator_loss, generator_loss
-    from pix2pix.train import d_input, set_requires_grad
-
+def paper_step_parts(device: torch.device):
+    """What one paper-settings iteration needs (256 px, batch 1, L1+cGAN, seed 0): the config,
+    G, D, their Adams, the objective and a random pair (a, b) in [-1, 1]."""
     cfg = TrainConfig()
     torch.manual_seed(0)
     g, d = build_networks(cfg)
     g.to(device)
     d.to(device)
     opt_g, opt_d = make_adam(g, cfg), make_adam(d, cfg)
-    objective = parse_objective(cfg.objective)
     a = torch.rand(1, 3, 256, 256, device=device) * 2 - 1
     b = torch.rand(1, 3, 256, 256, device=device) * 2 - 1
+    return cfg, g, d, opt_g, opt_d, parse_objective(cfg.objective), a, b
+
+
+def step_parts(device: torch.device, steps: int = 12, warmup: int = 3) -> list[dict[str, object]]:
+    """The parts of one 256 px batch-1 iteration (train_step's order), each timed on its own
+    with the device synchronised, and its GFLOP: a breakdown without the profiler's overhead."""
+    from pix2pix.losses import discriminator_loss, generator_loss
+    from pix2pix.train import d_input, set_requires_grad
+
+    cfg, g, d, opt_g, opt_d, objective, a, b = paper_step_parts(device)
     times: dict[str, list[float]] = {}
     flops: dict[str, float] = {}
 
@@ -279,15 +285,7 @@ def step_parts(device: torch.device, steps: int = 12, warmup: int = 3) -> list[d
 def profile_step(device: torch.device, top: int = 15) -> list[dict[str, object]]:
     from torch.profiler import ProfilerActivity, profile
 
-    cfg = TrainConfig()
-    torch.manual_seed(0)
-    g, d = build_networks(cfg)
-    g.to(device)
-    d.to(device)
-    opt_g, opt_d = make_adam(g, cfg), make_adam(d, cfg)
-    objective = parse_objective(cfg.objective)
-    a = torch.rand(1, 3, 256, 256, device=device) * 2 - 1
-    b = torch.rand(1, 3, 256, 256, device=device) * 2 - 1
+    cfg, g, d, opt_g, opt_d, objective, a, b = paper_step_parts(device)
     for _ in range(2):
         train_step(g, d, opt_g, opt_d, a, b, objective, cfg.lambda_l1, cfg.gan_mode)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
