@@ -308,6 +308,15 @@ def profile_step(device: torch.device, top: int = 15) -> list[dict[str, object]]
     ]
 
 
+def write_report(out: Path, report: dict[str, object], table: str) -> None:
+    """OUT.json (the figures) and OUT.md (the table), and the table on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(table)
+    print(table)
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
@@ -546,12 +555,7 @@ def main() -> None:
         f"_{k}" if v is True else f"_{k}_{v}" for k, v in options.items() if v not in (False, "none", "fp32")
     ).replace("-", "_")
     out = Path(args.out or f"benchmarks/results/bench_{device.type}{suffix}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result)
-    out.with_suffix(".md").write_text(table)
-    print(table)
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    write_report(out, result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ memory, not arithmetic, bounds them; this script shows by how much.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import flops_of, machine_peak  # noqa: E402
+from bench import flops_of, machine_peak, write_report  # noqa: E402
 
 from pix2pix import __version__  # noqa: E402
 from pix2pix.networks import UNetGenerator, init_weights  # noqa: E402
@@ -131,12 +130,7 @@ def main() -> None:
         f"{whole / report['flop_floor_ms']:.2f}x the FLOP floor and {whole / report['roofline_floor_ms']:.2f}x "
         "the roofline floor.",
     ]
-    table = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(table)
-    print(table)
+    write_report(Path(args.out), report, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

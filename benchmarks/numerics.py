@@ -30,7 +30,10 @@ from pathlib import Path
 
 import torch
 
-from pix2pix import __version__
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import write_report  # noqa: E402
+
+from pix2pix import __version__  # noqa: E402
 from pix2pix.config import TrainConfig
 from pix2pix.data.aligned import AlignedDataset, Augment, split_folder
 from pix2pix.predict import Pix2Pix, run_generator
@@ -163,12 +166,7 @@ def main() -> None:
         "results": results,
     }
     out_path = Path(args.out or f"benchmarks/results/numerics_{device.type}_{args.size}px")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    out_path.with_suffix(".md").write_text(table)
-    print(table)
-    print(f"wrote {out_path.with_suffix('.json')} and {out_path.with_suffix('.md')}")
+    write_report(out_path, report, markdown(report))
 
 
 def markdown(r: dict[str, object]) -> str:
