@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,6 +9,14 @@ import pytest
 
 from pix2pix.config import TrainConfig
 from pix2pix.data.shapes import make_shapes_dataset
+
+# A run that emulates another CPU (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, as .ci/run
+# does) keeps its own torch.compile cache: kernels cached for one ISA crash the other.
+_ISA = os.environ.get("ATEN_CPU_CAPABILITY") or os.environ.get("ONEDNN_MAX_CPU_ISA")
+if _ISA and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(
+        os.environ.get("TMPDIR", "/tmp"), f"torchinductor-{_ISA.lower()}"
+    )
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -137,7 +137,7 @@ def test_interrupted_checkpoint_write_keeps_last_good_one(
     good = (run_dir / STATE_FILE).read_bytes()
 
     def dying_save(obj, f, *args, **kwargs):  # writes half a file, then the process "dies"
-        Path(f).write_bytes(good[: len(good) // 2])
+        f.write(good[: len(good) // 2])
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ckpt.torch, "save", dying_save)

@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
 import json
 import os
 import tempfile
@@ -41,32 +44,104 @@ def _fsync_replace(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new, never half
 
 
+class _RecordingWriter(io.RawIOBase):
+    """A file for torch.save that keeps the OSError of a failed write: torch reports a full
+    disk as a RuntimeError about zip positions, and the OSError says what happened."""
+
+    def __init__(self, file: io.BufferedWriter) -> None:
+        self.file, self.error = file, None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+
+def state_digest(state: Any) -> str:
+    """SHA-256 of a training state's contents: every tensor's key, dtype, shape and bytes and
+    every other value, in order. Stored in the checkpoint, so that a file damaged after it was
+    written (flipped bytes inside a tensor, which the zip container does not notice) is refused."""
+    digest = hashlib.sha256()
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{key}:{t.dtype}:{tuple(value.shape)}\n".encode())
+            digest.update(t.view(torch.uint8).numpy())
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}/{k!r}")
+        elif isinstance(value, list | tuple):
+            for i, v in enumerate(value):
+                walk(v, f"{key}[{i}]")
+        else:
+            digest.update(f"{key}={value!r}\n".encode())
+
+    walk({k: v for k, v in state.items() if k != "checksum"}, "")
+    return digest.hexdigest()
+
+
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
+    """torch.save to a temporary file in the same folder, fsync, then rename over `path`, with
+    the contents' checksum inside. A failed write (a full disk) leaves `path` as it was and
+    raises the OSError."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    writer = None
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as file:
+            writer = _RecordingWriter(file)
+            torch.save({**state, "checksum": state_digest(state)}, writer)
         _fsync_replace(Path(tmp), path)
+    except RuntimeError:
+        Path(tmp).unlink(missing_ok=True)
+        if writer is not None and writer.error is not None:
+            raise writer.error from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def load_state(path: Path) -> dict[str, Any]:
-    """Load a training state safely (weights_only: tensors and plain containers only)."""
+def load_state(path: Path, verify: bool = True) -> dict[str, Any]:
+    """Load a training state safely (weights_only: tensors and plain containers only), and
+    check its contents against the checksum stored with them (checkpoints written before
+    checksums existed load unchecked). `verify=False` skips reading every tensor, for callers
+    that need only the config."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint here")
     try:
         # mmap: reading only the config of a 700 MB checkpoint does not read the tensors
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except PermissionError:
+        raise CheckpointError(f"{path}: permission denied (this user may not read the file)") from None
     except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"{path}: not a readable pix2pix checkpoint ({err})") from None
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            raise CheckpointError(
+                f"{path}: holds pickled Python objects besides tensors and plain containers; it is not "
+                "loaded, since unpickling them could run code. A pix2pix checkpoint never holds any"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable pix2pix checkpoint ({_first_line(err)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a pix2pix training checkpoint (format {FORMAT_VERSION})")
+    if verify and "checksum" in state and state_digest(state) != state["checksum"]:
+        raise CheckpointError(
+            f"{path}: its contents do not match the checksum written with them: the file was damaged or "
+            "changed after it was written, and resuming from it could train on corrupt weights. Restore "
+            "it from a backup, or start the run again"
+        )
     return state
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def rng_state() -> dict[str, Any]:
@@ -112,14 +187,61 @@ def model_config(train_config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# A generator larger than this is refused before any memory is allocated for it: the paper's
+# 256 px U-Net has 54M weights, and a typo (base_channels: 100000) would ask for terabytes.
+MAX_GENERATOR_WEIGHTS = 2_000_000_000
+
+
+def _generator_class(config: dict[str, Any]) -> type[torch.nn.Module]:
+    classes = {"unet": UNetGenerator, "resnet": ResnetGenerator}
+    architecture = config.get("architecture")
+    if architecture not in classes:
+        raise CheckpointError(f"architecture {architecture!r}: choose one of {', '.join(classes)}")
+    if not isinstance(config.get("generator"), dict):
+        raise CheckpointError('no "generator" settings (a mapping of the generator\'s arguments)')
+    return classes[architecture]
+
+
+def validate_model_config(config: Any) -> None:
+    """Refuse a model config that names unknown settings or values that cannot work, before
+    anything is built. Raises CheckpointError (the caller adds the file's path)."""
+    from .config import DATASET_MODES, DIRECTIONS
+    from .networks import NORMS
+
+    if not isinstance(config, dict):
+        raise CheckpointError("not a JSON object")
+    _generator_class(config)
+    g = config["generator"]
+    for key in ("in_channels", "out_channels", "base_channels", "depth", "blocks"):
+        value = g.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "blocks" else 1):
+            raise CheckpointError(f"generator.{key} = {value!r}: must be a whole number >= 1")
+    if config["architecture"] == "unet" and g.get("depth", 8) > 16:
+        raise CheckpointError(f"generator.depth = {g['depth']}: at most 16 levels (65536 px sides)")
+    if g.get("norm", "batch") not in NORMS:
+        raise CheckpointError(f"generator.norm = {g['norm']!r}: choose one of {', '.join(NORMS)}")
+    dropout = g.get("dropout", 0.5)
+    if not isinstance(dropout, int | float) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise CheckpointError(f"generator.dropout = {dropout!r}: must be a number in [0, 1)")
+    for key, allowed in (("dataset_mode", DATASET_MODES), ("direction", DIRECTIONS)):
+        if key in config and config[key] not in allowed:
+            raise CheckpointError(f"{key} = {config[key]!r}: choose one of {', '.join(allowed)}")
+    try:
+        with torch.device("meta"):  # shapes only: counts the weights without allocating them
+            weights = sum(p.numel() for p in _generator_class(config)(**g).parameters())
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"generator settings cannot build a generator ({err})") from None
+    if weights > MAX_GENERATOR_WEIGHTS:
+        raise CheckpointError(
+            f"the generator would have {weights:,} weights ({4 * weights / 2**30:,.0f} GiB), more than the "
+            f"{MAX_GENERATOR_WEIGHTS:,} allowed; check generator.base_channels ({g.get('base_channels')})"
+        )
+
+
 def build_generator(config: dict[str, Any]) -> torch.nn.Module:
-    """Generator from a model config's 'architecture' and 'generator' entries."""
-    kwargs = dict(config["generator"])
-    if config["architecture"] == "unet":
-        return UNetGenerator(**kwargs)
-    if config["architecture"] == "resnet":
-        return ResnetGenerator(**kwargs)
-    raise CheckpointError(f"unknown architecture {config['architecture']!r}")
+    """Generator from a model config's 'architecture' and 'generator' entries (validated)."""
+    validate_model_config(config)
+    return _generator_class(config)(**dict(config["generator"]))
 
 
 def save_model(folder: Path, generator: torch.nn.Module, config: dict[str, Any]) -> None:
@@ -130,7 +252,13 @@ def save_model(folder: Path, generator: torch.nn.Module, config: dict[str, Any])
     tmp = folder / (MODEL_WEIGHTS + ".tmp")
     # one metadata key: safetensors writes a metadata map in no fixed order, and identical
     # weights should give identical files (the version is in config.json)
-    save_file(weights, str(tmp), metadata={"format": "pix2pix"})
+    try:
+        save_file(weights, str(tmp), metadata={"format": "pix2pix"})
+    except Exception as err:  # noqa: BLE001 - safetensors reports OS errors as its own type
+        tmp.unlink(missing_ok=True)
+        # the Rust writer reports a full disk as "... No space left on device (os error 28)"
+        code = errno.ENOSPC if "os error 28" in str(err) else errno.EIO
+        raise OSError(code, f"{os.strerror(code)} ({_first_line(err)})", str(tmp)) from None
     _fsync_replace(tmp, folder / MODEL_WEIGHTS)
     tmp = folder / (MODEL_CONFIG + ".tmp")
     tmp.write_text(json.dumps(config, indent=2) + "\n")
@@ -150,7 +278,9 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     try:
         config = json.loads(config_path.read_text())
         generator = build_generator(config)
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except CheckpointError as err:
+        raise CheckpointError(f"{config_path}: {err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise CheckpointError(f"{config_path}: not a valid model config ({err!r})") from None
     try:
         weights = load_file(str(weights_path))

@@ -167,7 +167,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import Limits, make_server, model_name
     from .train import resolve_device
 
-    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels)
+    limits = Limits(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=args.max_pixels,
+        max_queue=args.max_queue,
+        queue_seconds=args.queue_timeout,
+        read_seconds=args.read_timeout,
+    )
     model = Pix2Pix.load(args.model, device=resolve_device(args.device))
     server = make_server(
         model,
@@ -354,6 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload in MiB")
     p.add_argument(
         "--max-pixels", type=int, default=16_000_000, help="largest accepted image in pixels, checked before decoding"
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=8, help="translations admitted at once; more get 503 + Retry-After (default 8)"
+    )
+    p.add_argument(
+        "--queue-timeout", type=float, default=30.0, help="seconds a request may wait for its turn (default 30)"
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a client may take to send a whole request (default 30)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--quiet", action="store_true", help="do not log each request")

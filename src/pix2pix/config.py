@@ -7,6 +7,8 @@ preset file. Defaults are those of Isola et al. 2016 (arXiv 1611.07004v3) unless
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,6 +25,26 @@ COMPILE_MODES = ("none", "default", "max-autotune")
 DIRECTIONS = ("AtoB", "BtoA")
 DATASET_MODES = ("aligned", "folders", "colorization", "inpainting")
 HOLES = ("center", "random")  # inpainting holes (data/inpaint.py)
+
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _at_least(cfg: Any, name: str, low: int, note: str = "") -> None:
+    value = getattr(cfg, name)
+    if value < low:
+        raise ValueError(f"{name} = {value} ({_flag(name)}): must be a whole number >= {low} {note}".rstrip())
+
+
+def _in_range(cfg: Any, name: str, low: float, high: float, allowed: str, low_open: bool = False) -> None:
+    value = getattr(cfg, name)
+    below = value <= low if low_open else value < low
+    if not math.isfinite(value) or below or value >= high:
+        raise ValueError(f"{name} = {value} ({_flag(name)}): must be {allowed}")
 
 
 def opt(default: Any, help: str, **choices: Any) -> Any:
@@ -137,6 +159,9 @@ class TrainConfig:
     )
 
     # --- run bookkeeping ---
+    stop_on_nonfinite: bool = opt(
+        True, "stop with an error at the first NaN or infinite loss (the last good checkpoint is kept)"
+    )
     log_every: int = opt(10, "steps between JSONL log lines")
     sample_every: int = opt(500, "steps between sample grids (input | output | target) of fixed val images")
     num_samples: int = opt(4, "validation images in each sample grid")
@@ -146,6 +171,8 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Refuse any value that would fail later or train nonsense, before anything is
+        written: one message naming the option, its value and what is allowed."""
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
@@ -155,9 +182,34 @@ class TrainConfig:
             raise ValueError(f"receptive_field = {self.receptive_field}: choose one of 1, 16, 34, 70, 142, 286")
         if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.load_size < self.crop_size:
             raise ValueError(f"load_size {self.load_size} is smaller than crop_size {self.crop_size}")
-        for name in ("batch_size", "crop_size", "in_channels", "out_channels", "g_channels", "d_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("batch_size", "crop_size", "load_size", "in_channels", "out_channels", "g_channels", "d_channels"):
+            _at_least(self, name, 1)
+        for name in ("log_every", "sample_every", "checkpoint_every"):
+            _at_least(self, name, 1, "(steps between them)")
+        for name in ("epochs", "epochs_decay", "l1_warmup_epochs", "max_steps", "workers", "num_samples", "seed"):
+            _at_least(self, name, 0)
+        if self.epochs + self.epochs_decay + self.l1_warmup_epochs < 1:
+            raise ValueError(
+                f"epochs = {self.epochs}, epochs_decay = {self.epochs_decay}: a run needs at least one epoch "
+                "(--epochs N --epochs-decay M with N + M >= 1)"
+            )
+        _in_range(self, "lr", 0.0, math.inf, "a finite number > 0 (the paper's is 2e-4)", low_open=True)
+        _in_range(self, "beta1", 0.0, 1.0, "in [0, 1) (the paper's is 0.5)")
+        _in_range(self, "beta2", 0.0, 1.0, "in [0, 1) (the paper's is 0.999)")
+        _in_range(self, "lambda_l1", 0.0, math.inf, "a finite number >= 0 (the paper's is 100)")
+        _at_least(self, "unet_depth", 0, "(0: log2(crop_size))")
+        _at_least(self, "resnet_blocks", 0)
+        if self.generator == "unet" and self.unet_depth and self.preprocess not in ("none", "scale_width"):
+            multiple = 2**self.unet_depth
+            if self.crop_size % multiple:
+                most = (self.crop_size & -self.crop_size).bit_length() - 1  # the largest d with 2**d | crop_size
+                raise ValueError(
+                    f"unet_depth = {self.unet_depth}: a {self.unet_depth}-level U-Net needs sides that are "
+                    f"multiples of 2**{self.unet_depth} = {multiple}, and crop_size is {self.crop_size}; "
+                    f"use unet_depth <= {most} (0 picks log2(crop_size)) or a larger crop_size"
+                )
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ValueError(f"device = {self.device!r} (--device): choose auto, cpu, cuda, cuda:N or mps")
         if self.innermost_norm and self.norm == "instance" and self.generator == "unet":
             raise ValueError(
                 "innermost_norm with instance norm cannot work: the bottleneck is 1x1 (the errata's reason)"

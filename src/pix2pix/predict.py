@@ -15,6 +15,7 @@ Modes:
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -193,8 +194,11 @@ class Pix2Pix:
             half = self.input_half
         if half not in ("whole", "left", "right"):
             raise ValueError(f"half must be whole, left, right or input, got {half!r}")
+        out_root = Path(out_dir).resolve()
+        for _, dst in jobs:
+            _check_inside(dst, out_root)
         if not overwrite:
-            existing = [dst for _, dst in jobs if dst.exists()]
+            existing = [dst for _, dst in jobs if os.path.lexists(dst)]  # a dangling link too
             if existing:
                 raise FileExistsError(
                     f"{existing[0]} exists ({len(existing)} outputs would be overwritten); "
@@ -206,7 +210,10 @@ class Pix2Pix:
             img = open_image(src, "RGB") if self.colorization else read_image(src)
             if half != "whole":
                 img = split_pair(img, src)[0 if half == "left" else 1]
-            x = self.encode(img)
+            try:
+                x = self.encode(img)
+            except ValueError as err:
+                raise ImageError(f"{src}: {err}") from None
             groups.setdefault(tuple(x.shape[-2:]), []).append((x, dst))
         written = []
         for items in groups.values():
@@ -216,12 +223,31 @@ class Pix2Pix:
                 seed = None if seed is None else seed + 1  # next batch gets fresh, repeatable noise
                 for y, (x, dst) in zip(out, batch):
                     dst.parent.mkdir(parents=True, exist_ok=True)
-                    if self.colorization or (bit_depth == 8 and y.shape[0] in (1, 3)):
-                        self.decode(y, x).save(dst)
-                    else:
-                        save_image(y, dst, bit_depth)  # 16 bit, or channels beyond gray / RGB
+                    _check_inside(dst, out_root)  # a folder made just now is real, not a link
+                    # written beside and renamed over dst: a symbolic link at dst is replaced,
+                    # never written through, and an interrupted write leaves no half file
+                    partial = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+                    try:
+                        if self.colorization or (bit_depth == 8 and y.shape[0] in (1, 3)):
+                            self.decode(y, x).save(partial)
+                        else:
+                            save_image(y, partial, bit_depth)  # 16 bit, or channels beyond gray / RGB
+                        os.replace(partial, dst)
+                    finally:
+                        partial.unlink(missing_ok=True)
                     written.append(dst)
         return written
+
+
+def _check_inside(dst: Path, out_root: Path) -> None:
+    """Refuse a destination whose folder leads outside --out (`out_root`, resolved) through a
+    symbolic link; folders that do not exist yet will be made inside it."""
+    folder = dst.parent
+    if folder.exists() and not folder.resolve().is_relative_to(out_root):
+        raise ImageError(
+            f"{dst}: its folder leads outside {out_root} (a symbolic link to {folder.resolve()}); "
+            "outputs are written only inside --out"
+        )
 
 
 def _collect_inputs(inputs: Sequence[str | Path], out_dir: Path) -> list[tuple[Path, Path]]:

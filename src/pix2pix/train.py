@@ -17,6 +17,8 @@ can be resumed on a different number of processes.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -25,7 +27,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,7 @@ from .checkpoint import (
 )
 from .config import Objective, TrainConfig, parse_objective
 from .data import dataset_options, make_dataset
-from .data.aligned import Augment, EpochSampler, split_folder
+from .data.aligned import Augment, DatasetError, EpochSampler, split_folder
 from .distributed import unwrap
 from .losses import discriminator_loss, generator_loss
 from .networks import PatchDiscriminator, ResnetGenerator, UNetGenerator, init_weights
@@ -69,6 +71,7 @@ RUN_CONTROL = (
     "compile",
     "cuda_graphs",
     "cache",
+    "stop_on_nonfinite",
 )
 RUN_FILES = ("config.json", "log.jsonl", STATE_FILE, "model", "samples")
 
@@ -287,7 +290,14 @@ def resolve_data(cfg: TrainConfig, run_dir: Path) -> Path:
         if not (folder / "train").is_dir():
             make_shapes_dataset(folder, size=cfg.crop_size, seed=0)
         return folder
-    return Path(cfg.data)
+    folder = Path(cfg.data)
+    if not folder.exists():
+        raise DatasetError(
+            f"dataset folder {folder} does not exist"
+            + (f" (as seen from {Path.cwd()})" if not folder.is_absolute() else "")
+            + "; pass --data DIR to say where it is now (--data may change on --resume)"
+        )
+    return folder
 
 
 def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[Dataset, Dataset]:
@@ -311,6 +321,16 @@ def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[
         val_options |= common | dict(same_size=whole and cfg.num_samples > 1)
     elif cfg.skip_bad or cfg.cache != "none":
         raise ValueError(f"--skip-bad and --cache work with dataset_mode aligned or folders, not {cfg.dataset_mode}")
+    if cfg.dataset_mode == "aligned":
+        from .data.check import detect_layout
+
+        for split in ("train", "val"):
+            folder = split_folder(data_root, split)
+            if detect_layout(folder) == "folders":
+                raise DatasetError(
+                    f"{folder} holds A/ and B/ folders (the paired-folders layout), not side-by-side pairs; "
+                    "training it as aligned pairs would cut every image in half. Pass --dataset-mode folders"
+                )
     started = time.perf_counter()
     dataset = make_dataset(
         cfg.dataset_mode,
@@ -380,6 +400,8 @@ def train(
         >>> train(cfg, "runs/tiny")  # doctest: +SKIP
     """
     run_dir = Path(run_dir)
+    if cfg.data and not cfg.data.startswith("builtin:"):
+        cfg = replace(cfg, data=str(Path(cfg.data).resolve()))  # so that --resume works from any folder
     state = None
     if resume:
         state = load_state(run_dir / STATE_FILE)
@@ -496,6 +518,7 @@ def _train(
             for stale in run_dir.glob(f"{STATE_FILE}.*.tmp"):  # a write cut short by a kill
                 stale.unlink()
             _truncate_log(run_dir / "log.jsonl", step)
+            _sync_model(run_dir / "model", unwrap(generator), cfg, step)
 
         # A step trains on the global batch: batch_size images in each of the processes.
         global_batch = cfg.batch_size * world.size
@@ -508,9 +531,15 @@ def _train(
             total_steps = min(total_steps, cfg.max_steps)
 
         def checkpoint() -> None:
+            if cfg.stop_on_nonfinite and distributed.any_rank(bool(first_bad), device):
+                raise _diverged(run_dir, int(first_bad), last)  # the last good checkpoint stays
             rngs = distributed.gather(rng_state(), world)  # every process's dropout stream
             if not world.main:
                 return
+            with _disk_full_reported(run_dir, step):
+                _write_checkpoint(rngs)
+
+        def _write_checkpoint(rngs: list[Any]) -> None:
             save_state(
                 run_dir / STATE_FILE,
                 {
@@ -532,7 +561,7 @@ def _train(
                     "rng_per_rank": rngs,
                 },
             )
-            save_model(run_dir / "model", unwrap(generator), model_config(cfg.to_dict()))
+            save_model(run_dir / "model", unwrap(generator), model_config(cfg.to_dict()) | {"step": step})
 
         bar = None
         if progress and world.main:
@@ -544,6 +573,7 @@ def _train(
         n_logged, t_log, t_start, images_since = 0, time.perf_counter(), time.perf_counter(), 0
         last: dict[str, float] = {}
         stop_requests: list[int] = []
+        first_bad = torch.zeros((), dtype=torch.long, device=device)
         # Every process must leave the loop after the same step, or the others would wait in
         # the next step's gradient sync forever: they agree on stopping once per step.
         stopping = False
@@ -593,6 +623,9 @@ def _train(
                         d_for_g,
                     )
                     step += 1
+                    # the first step with a non-finite loss, kept on the device (no sync per step)
+                    finite = torch.isfinite(torch.stack([v.detach().float() for v in stats.values()])).all()
+                    first_bad = torch.where(finite | (first_bad > 0), first_bad, step)
                     image_in_epoch = min(len(dataset), image_in_epoch + global_batch)
                     images_since += real_a.shape[0] * world.size
                     for k, v in stats.items():
@@ -603,6 +636,8 @@ def _train(
                         # the global batch's losses: the processes' means over equal batches, averaged
                         totals = distributed.sum_over_ranks(sums)
                         last = {k: float(v) / (n_logged * world.size) for k, v in totals.items()}
+                        if cfg.stop_on_nonfinite and not all(map(math.isfinite, last.values())):
+                            raise _diverged(run_dir, int(first_bad), last)
                         record = {
                             "step": step,
                             "epoch": epoch,
@@ -692,8 +727,68 @@ def _truncate_log(path: Path, step: int) -> None:
     logged steps that will now be run again)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    kept = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a full disk or a crash: the step is logged again
+        if isinstance(record, dict) and record.get("step", step + 1) <= step:
+            kept.append(line)
     path.write_text("".join(line + "\n" for line in kept))
+
+
+def _sync_model(folder: Path, generator: nn.Module, cfg: TrainConfig, step: int) -> None:
+    """Make model/ hold the checkpoint's generator when a cut-short write (a full disk, a kill
+    between the two files) left it at another step."""
+    try:
+        saved_step = json.loads((folder / "config.json").read_text()).get("step")
+    except (OSError, ValueError):
+        saved_step = None
+    if saved_step != step:
+        with _disk_full_reported(folder.parent, step):
+            save_model(folder, generator, model_config(cfg.to_dict()) | {"step": step})
+
+
+class TrainingDiverged(ValueError):
+    """The losses became NaN or infinite; the run stopped before saving the damaged weights."""
+
+
+def _diverged(run_dir: Path, first_bad: int, losses: dict[str, float]) -> TrainingDiverged:
+    saved = run_dir / STATE_FILE
+    kept = f"the last good checkpoint, {saved}, is kept" if saved.exists() else "no checkpoint had been written yet"
+    at = f"at step {first_bad}" if first_bad else "on another process"
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
+    return TrainingDiverged(
+        f"training diverged: a loss became NaN or infinite {at} ({shown}); stopped, and {kept}. "
+        "Lower --lr, check the data, or pass --no-stop-on-nonfinite to train on regardless"
+    )
+
+
+@contextlib.contextmanager
+def _disk_full_reported(run_dir: Path, step: int) -> Iterator[None]:
+    """Turn a failed checkpoint or model write into one message: the writes are atomic, so the
+    files from the previous checkpoint are intact."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = Path(err.filename) if err.filename else run_dir
+        free = shutil.disk_usage(run_dir).free
+        raise DiskFullError(
+            err.errno,
+            f"no space left on the device holding {where} ({free:,} bytes free) while writing the "
+            f"checkpoint of step {step}; the previous checkpoint is intact. Free some space and continue "
+            f"with: pix2pix train --resume {run_dir}",
+        ) from None
+
+
+class DiskFullError(OSError):
+    """A write that found its device full; the message says what is intact and what to do."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def config_for_resume(run_dir: str | Path, overrides: dict[str, Any]) -> TrainConfig:

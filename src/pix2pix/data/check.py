@@ -33,10 +33,12 @@ import numpy as np
 from .images import (
     ImageError,
     ImageInfo,
+    broken_links,
     image_info,
     is_grayscale,
     is_image_file,
     list_images,
+    one_line,
     read_image,
     split_pair,
 )
@@ -56,7 +58,7 @@ class Problem:
     error: bool = True
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        return one_line(f"{self.path}: {self.message}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def match_pairs(a_dir: Path, b_dir: Path) -> tuple[list[Sample], list[Problem]]:
         return names
 
     a_names, b_names = by_name(a_dir, "A"), by_name(b_dir, "B")
+    problems += [Problem(path, why) for folder in (a_dir, b_dir) for path, why in broken_links(folder)]
     for name in sorted(a_names.keys() - b_names.keys()):
         problems.append(Problem(a_names[name], f"no partner in {b_dir} (no B file named {name}.*)"))
     for name in sorted(b_names.keys() - a_names.keys()):
@@ -152,7 +155,8 @@ def list_samples(folder: Path, layout: str) -> tuple[list[Sample], list[Problem]
     folder = Path(folder)
     if layout == "aligned":
         files = list_images(folder)
-        return [Sample(p.relative_to(folder).with_suffix("").as_posix(), (p,)) for p in files], []
+        broken = [Problem(path, why) for path, why in broken_links(folder)]
+        return [Sample(p.relative_to(folder).with_suffix("").as_posix(), (p,)) for p in files], broken
     if layout == "folders":
         a_dir, b_dir = folder / "A", folder / "B"
         missing = [d.name + "/" for d in (a_dir, b_dir) if not d.is_dir()]
@@ -468,9 +472,9 @@ def _group(problems: Iterable[Problem], root: Path | None, limit: int) -> list[s
     for message, items in by_message.items():
         if len(items) > 3:
             names = ", ".join(_relative(p.path, root) for p in items[:3])
-            lines.append(f"{len(items)} files: {message} ({names}, ...)")
+            lines.append(one_line(f"{len(items)} files: {message} ({names}, ...)"))
         else:
-            lines += [f"{_relative(p.path, root)}: {message}" for p in items]
+            lines += [one_line(f"{_relative(p.path, root)}: {message}") for p in items]
     if limit and len(lines) > limit:
         lines = [*lines[:limit], f"... and {len(lines) - limit} more"]
     return lines

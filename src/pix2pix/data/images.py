@@ -12,6 +12,8 @@ uint16 (0-65535), bool, or floats in [0, 1]. Other dtypes, or floats outside [0,
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -31,13 +33,63 @@ class ImageError(ValueError):
     """A file that cannot be used as an image, with the path in the message."""
 
 
+def _pil_open(path: Path | str) -> Image.Image:
+    """Image.open with the two failures that are not about a broken file named as such:
+    a header claiming more pixels than Pillow agrees to decode (its decompression-bomb guard),
+    and a file this process may not read."""
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as err:
+        pixels = next((int(w) for w in str(err).replace("(", " ").split() if w.isdigit()), None)
+        claimed = f"claims {pixels:,} pixels" if pixels else "claims too many pixels"
+        raise ImageError(
+            f"{path}: its header {claimed}, over the {2 * Image.MAX_IMAGE_PIXELS:,}-pixel decoding limit "
+            "(a decompression bomb, or an image far too large to use); nothing was decoded"
+        ) from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied (this user may not read the file)") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: a folder, not an image file") from None
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder` (recursively), sorted by path so order never depends on the OS."""
+    """Image files under `folder` (recursively), sorted by path so order never depends on the OS.
+    Symbolic links that lead nowhere are left out here and reported by `broken_links`."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+
+
+def broken_links(folder: Path) -> list[tuple[Path, str]]:
+    """(path, why) for each symbolic link under `folder` with an image name that leads to no
+    file: dangling (its target is missing) or a loop."""
+    found = []
+    for path in sorted(Path(folder).rglob("*")):
+        if not path.is_symlink() or not is_image_file(path) or path.is_file():
+            continue
+        try:
+            path.resolve(strict=True)
+            found.append((path, f"a symbolic link to {os.readlink(path)}, which is not a file"))
+        except RuntimeError:  # Python 3.11 raises RuntimeError for loops
+            found.append((path, "a symbolic link that loops back on itself; nothing to read"))
+        except OSError as err:
+            why = (
+                "loops back on itself"
+                if err.errno == errno.ELOOP
+                else f"points to {os.readlink(path)}, which does not exist"
+            )
+            found.append((path, f"a dangling symbolic link: it {why}"))
+    return found
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters (a newline in a file name, say) escaped, so that one
+    report line stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def open_image(path: Path, mode: str = "RGB") -> Image.Image:
@@ -55,7 +107,7 @@ def open_image(path: Path, mode: str = "RGB") -> Image.Image:
             img = _composite_on_black(img)
         return img.convert(mode)
     try:
-        with Image.open(path) as img:
+        with _pil_open(path) as img:
             img = ImageOps.exif_transpose(img)
             img.load()
             if img.mode in ("P", "PA", "LA", "RGBA") and mode == "RGB":
@@ -69,6 +121,8 @@ def open_image(path: Path, mode: str = "RGB") -> Image.Image:
         raise ImageError(f"{path}: file not found") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file PIL can read") from None
+    except ImageError:
+        raise
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: corrupt or truncated image ({err})") from None
 
@@ -79,11 +133,13 @@ def image_size(path: Path) -> tuple[int, int]:
         info = image_info(path)
         return info.width, info.height
     try:
-        with Image.open(path) as img:
+        with _pil_open(path) as img:
             w, h = img.size
             orientation = img.getexif().get(0x0112, 1)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file PIL can read") from None
+    except ImageError:
+        raise
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: corrupt or truncated image ({err})") from None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
@@ -169,7 +225,7 @@ def read_image(path: Path | str) -> Picture:
     if path.suffix.lower() == ".npy":
         return _read_npy(path)
     try:
-        with Image.open(path) as img:
+        with _pil_open(path) as img:
             kind = _array_kind(img)
             if kind == "png16":
                 return _read_png16(path)  # Pillow would keep only the high byte of 16-bit colour
@@ -201,7 +257,7 @@ def image_info(path: Path | str) -> ImageInfo:
         shape = _array_shape(array.shape, array.dtype, path)
         return ImageInfo(shape[1], shape[0], shape[2], _dtype_bits(array.dtype))
     try:
-        with Image.open(path) as img:
+        with _pil_open(path) as img:
             kind = _array_kind(img)
             if kind == "tiff":
                 return _tiff_info(path)
@@ -244,7 +300,7 @@ def _array_kind(img: Image.Image) -> str | None:
 
 def _needs_array_reader(path: Path | str) -> bool:
     try:
-        with Image.open(path) as img:
+        with _pil_open(path) as img:
             return _array_kind(img) is not None or img.mode in PIL_ARRAY_MODES
     except (OSError, SyntaxError, ValueError):
         return Path(path).suffix.lower() in TIFF_EXTENSIONS and Path(path).is_file()

@@ -20,14 +20,17 @@ requests must never run the generator at the same time.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import io
 import ipaddress
+import itertools
 import json
+import math
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,22 +53,79 @@ DRAIN_BYTES = 64 * 1024 * 1024  # read and drop at most this much of a refused b
 
 
 class RequestError(Exception):
-    """A request we refuse: the HTTP status and a message the user can act on."""
+    """A request we refuse: the HTTP status, a message the user can act on, and any headers
+    the answer needs (Retry-After for a full queue)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 @dataclass(frozen=True)
 class Limits:
+    """What one request may cost. `max_queue`: translations admitted at once (one running, the
+    rest waiting); `queue_seconds`: how long one may wait for its turn; `read_seconds`: how long
+    a client may take to send a whole request (a slow trickle keeps a thread busy)."""
+
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_queue: int = 8
+    queue_seconds: float = 30.0
+    read_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.max_upload_bytes < 1 or self.max_pixels < 1:
+        if min(self.max_upload_bytes, self.max_pixels, self.max_queue) < 1:
             raise ValueError(f"limits must be positive, got {self}")
+        if not (self.queue_seconds > 0 and self.read_seconds > 0):
+            raise ValueError(f"time limits must be positive, got {self}")
+
+
+class TurnQueue:
+    """Admission and order for the one generator: at most `size` requests at once, the
+    smallest image first (so a small drawing does not wait behind several large uploads, only
+    behind the one already running), each waiting at most `seconds` for its turn."""
+
+    def __init__(self, size: int, seconds: float) -> None:
+        self.size, self.seconds = size, seconds
+        self._cond = threading.Condition()
+        self._waiting: list[tuple[int, int]] = []  # heap of (pixels, arrival number)
+        self._arrivals = itertools.count()
+        self._busy = False
+        self._mean_s = 0.5  # running mean of a turn's length, for Retry-After
+
+    @contextlib.contextmanager
+    def turn(self, pixels: int) -> Iterator[float]:
+        """Wait for this request's turn; yields the seconds it waited."""
+        start = time.monotonic()
+        with self._cond:
+            if len(self._waiting) + self._busy >= self.size:
+                retry = max(1, math.ceil(self._mean_s * (len(self._waiting) + 1)))
+                raise RequestError(
+                    503, f"the server is busy ({self.size} requests queued); retry in {retry} s",
+                    {"Retry-After": str(retry)},
+                )  # fmt: skip
+            ticket = (pixels, next(self._arrivals))
+            heapq.heappush(self._waiting, ticket)
+            while self._busy or self._waiting[0] != ticket:
+                left = start + self.seconds - time.monotonic()
+                if left <= 0:
+                    self._waiting.remove(ticket)
+                    heapq.heapify(self._waiting)
+                    self._cond.notify_all()
+                    raise RequestError(503, f"waited {self.seconds:g} s for a turn; retry later", {"Retry-After": "5"})
+                self._cond.wait(left)
+            heapq.heappop(self._waiting)
+            self._busy = True
+        began = time.monotonic()
+        try:
+            yield began - start
+        finally:
+            with self._cond:
+                self._mean_s = 0.8 * self._mean_s + 0.2 * (time.monotonic() - began)
+                self._busy = False
+                self._cond.notify_all()
 
 
 # What the page shows about each palette; the classes themselves come from the label tables
@@ -174,7 +234,7 @@ class Translator:
         self.name = name
         self.palette = load_palette(palette) if palette else None
         self.limits = limits or Limits()
-        self._lock = threading.Lock()
+        self.queue = TurnQueue(self.limits.max_queue, self.limits.queue_seconds)
 
     def info(self) -> dict[str, Any]:
         config = self.model.config
@@ -199,15 +259,15 @@ class Translator:
         image = decode_image(data, self.limits.max_pixels)
         if mode == "paper" and seed is None:
             seed = secrets.randbelow(2**31)  # reported back, so any sample can be repeated
-        with self._lock:
-            # held across the whole forward pass: generator_mode flips module state and the
-            # seeded RNG is process-wide, so concurrent requests would mix otherwise
+        with self.queue.turn(image.width * image.height) as waited_s:
+            # one at a time across the whole forward pass: generator_mode flips module state and
+            # the seeded RNG is process-wide, so concurrent requests would mix otherwise
             start = time.perf_counter()
             out = self.model.translate(image, mode=mode, seed=seed if mode == "paper" else None)
             inference_ms = (time.perf_counter() - start) * 1000
         buffer = io.BytesIO()
         out.save(buffer, format="PNG", compress_level=3)
-        headers = {"X-Mode": mode, "X-Inference-Ms": f"{inference_ms:.1f}"}
+        headers = {"X-Mode": mode, "X-Inference-Ms": f"{inference_ms:.1f}", "X-Queue-Ms": f"{waited_s * 1000:.1f}"}
         if mode == "paper":
             headers["X-Seed"] = str(seed)
         return buffer.getvalue(), headers
@@ -259,6 +319,27 @@ class DemoHandler(BaseHTTPRequestHandler):
 
     # --- plumbing -----------------------------------------------------------------------------
 
+    def handle_one_request(self) -> None:
+        """One request, with a bound on the time its client takes to send it: the socket's
+        timeout holds per read only, so a client trickling a byte at a time would otherwise keep
+        this thread forever. Past the bound the connection is shut down."""
+        self._watchdog = threading.Timer(self.server.read_seconds, self._cut_off)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+        try:
+            super().handle_one_request()
+        finally:
+            self._watchdog.cancel()
+
+    def _request_read(self) -> None:
+        """The whole request is in: the read bound no longer applies."""
+        self._watchdog.cancel()
+
+    def _cut_off(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         if self.server.log_requests:
             super().log_message(format, *args)
@@ -281,6 +362,7 @@ class DemoHandler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload).encode() + b"\n", "application/json", headers)
 
     def _send_error(self, err: RequestError, headers: dict[str, str] | None = None) -> None:
+        headers = {**(getattr(err, "headers", None) or {}), **(headers or {})}
         self._send_json(err.status, {"error": err.message, "status": err.status}, headers)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -377,7 +459,8 @@ class DemoHandler(BaseHTTPRequestHandler):
             if unread:  # a body we did not read: this connection cannot carry another request
                 self.close_connection = True
             self._send_error(
-                RequestError(err.status, err.message), {"Allow": "GET, HEAD"} if err.status == 405 else None
+                RequestError(err.status, err.message, getattr(err, "headers", None)),
+                {"Allow": "GET, HEAD"} if err.status == 405 else None,
             )
             if unread:
                 self._drain(min(unread, DRAIN_BYTES))
@@ -411,6 +494,7 @@ class DemoHandler(BaseHTTPRequestHandler):
         if len(data) < length:
             self.close_connection = True
             raise RequestError(400, f"the body ended after {len(data)} of {length} bytes (Content-Length)")
+        self._request_read()
         png, headers = self.server.translator.translate_bytes(data, mode, seed)
         self._send(200, png, "image/png", headers)
 
@@ -423,6 +507,7 @@ class DemoServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], translator: Translator, log_requests: bool = False) -> None:
         self.translator = translator
+        self.read_seconds = translator.limits.read_seconds
         self.log_requests = log_requests
         self.page = (resources.files("pix2pix.serve") / "static" / "index.html").read_bytes()
         host = address[0]

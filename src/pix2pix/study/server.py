@@ -136,6 +136,8 @@ class StudyHandler(DemoHandler):
             return json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise RequestError(400, f"the body is not valid JSON ({err})") from None
+        except RecursionError:
+            raise RequestError(400, "the body's JSON is nested too deeply") from None
 
     def do_POST(self) -> None:  # noqa: N802
         self._handle_post(self._post, "study request")
@@ -147,6 +149,7 @@ class StudyHandler(DemoHandler):
             raise RequestError(405 if known else 404, f"cannot POST {path!r}; use /api/session or /api/answer")
         payload = self._read_json(length)
         self._unread = 0
+        self._request_read()
         token = self._token()
         store = self.server.store
         if path == "/api/session":
@@ -171,6 +174,7 @@ class StudyServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], store: StudyStore, log_requests: bool = False) -> None:
         self.store = store
         self.log_requests = log_requests
+        self.read_seconds = 30.0  # a whole request (headers and body) must arrive within this
         self.cookie_name = f"pix2pix_study_{store.study.id}"
         self.page = (resources.files("pix2pix.study") / "static" / "index.html").read_bytes()
         host = address[0]

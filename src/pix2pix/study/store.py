@@ -24,6 +24,7 @@ the method with the fewest sessions that are complete or still active (an answer
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -99,13 +100,26 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one line and make it durable (flush + fsync; the folder too when the file is new)."""
+    """Append one line and make it durable (flush + fsync; the folder too when the file is new).
+
+    All or nothing: when the write fails (a full disk), the file is cut back to its old length
+    before the error is raised, so no fragment is left for the next record to be glued onto."""
     new = not path.exists()
     line = (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
-    with open(path, "ab") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = 0
+            while written < len(line):  # unbuffered: a failed write leaves nothing to flush later
+                written += os.write(fd, line[written:])
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # shrinking needs no free space
+            raise
+    finally:
+        os.close(fd)
     if new:
         with contextlib.suppress(OSError):  # not every platform can open a folder
             fd = os.open(path.parent, os.O_RDONLY)
@@ -113,6 +127,19 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _append_or_refuse(path: Path, record: dict[str, Any], what: str) -> None:
+    """append_jsonl, with a failed write answered as a 5xx for this request alone."""
+    try:
+        append_jsonl(path, record)
+    except OSError as err:
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise Refused(
+            507 if full else 503,
+            f"{what} could not be recorded ({'no space left on the device' if full else err.strerror}); "
+            "nothing was saved, try again in a moment",
+        ) from None
 
 
 def _end_with_newline(path: Path) -> bool:
@@ -407,7 +434,7 @@ class StudyStore:
                 trials=self.study.session_trials(method, template, protocol.practice, protocol.trials),
                 last_activity=time.time(),
             )
-            append_jsonl(self.sessions_path, session.record())  # durable before anyone is told
+            _append_or_refuse(self.sessions_path, session.record(), "the session")  # durable before anyone is told
             self._add(session)
             return session.public(), token, True
 
@@ -491,7 +518,9 @@ class StudyStore:
                     "exposure_ms": exposure_ms,
                     "time": _utc_now(),
                 }
-                append_jsonl(self.responses_path, recorded)  # durable before the participant hears back
+                _append_or_refuse(
+                    self.responses_path, recorded, "the answer"
+                )  # durable before the participant hears back
                 session.answers[index] = recorded
                 session.last_activity = time.time()
                 duplicate = False
