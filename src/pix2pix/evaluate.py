@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 import math
 import time
 from pathlib import Path
@@ -246,9 +247,13 @@ def evaluate_model(
     perceptual: tuple[str, ...] | list[str] = (),
     weights: str | Path | None = None,
     device: str = "auto",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Translate every pair of `split` and score the outputs; write OUT/metrics.json and
     OUT/index.html. Returns the metrics.
+
+    An OUT that holds anything is refused unless `overwrite`; then it is replaced whole once the
+    new evaluation is complete (no image of an earlier run stays beside the new ones).
 
     `perceptual`: any of fid, kid, lpips (features.py), computed only with the standard weight
     files found in `weights` (default $PIX2PIX_WEIGHTS or ~/.cache/pix2pix/weights) and checked
@@ -259,6 +264,11 @@ def evaluate_model(
     from .predict import Pix2Pix, run_generator
     from .train import resolve_device
 
+    final = Path(out)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())) and not overwrite:
+        raise EvaluationError(
+            f"{final} already holds an evaluation; pass --overwrite to replace it whole, or choose another --out"
+        )
     if task not in TASKS:
         raise EvaluationError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if task == "auto":
@@ -296,7 +306,8 @@ def evaluate_model(
         for name in sorted({f for m in perceptual for f in METRIC_WEIGHTS[m]}):
             find_weights(name, weights)  # WeightsMissingError names the file, size, hash and place
     files = list_pairs(data, split)[:limit]
-    out = Path(out)
+    out = final.parent / f".{final.name}.partial"  # moved to `final` when complete
+    shutil.rmtree(out, ignore_errors=True)  # what an interrupted evaluation left
     (out / "images").mkdir(parents=True, exist_ok=True)
 
     k = pal.num_classes if pal else 0
@@ -391,6 +402,7 @@ def evaluate_model(
         )
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "index.html").write_text(_html(result, shown, lab, rgb))
+    _replace_folder(out, final)
     return result
 
 
@@ -475,3 +487,15 @@ img {{ width: 256px; image-rendering: pixelated; }}
 <div id="gallery">{"".join(cells)}</div>
 </body></html>
 """
+
+
+def _replace_folder(new: Path, final: Path) -> None:
+    """Put the folder `new` in the place of `final`, whatever `final` held before."""
+    old = final.parent / f".{final.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.is_dir() and not final.is_symlink():
+        final.rename(old)
+    elif final.exists() or final.is_symlink():
+        final.unlink()
+    new.rename(final)
+    shutil.rmtree(old, ignore_errors=True)

@@ -33,6 +33,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         perceptual=[m for m in (args.perceptual or "").split(",") if m],
         weights=args.weights_dir,
         device=args.device,
+        overwrite=args.overwrite,
     )
     print(f"{result['images']} images of {args.data} ({args.split}) at {result['size']} px, task {result['task']}")
     for group, title in (
@@ -177,6 +178,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="folder of the standard weight files (default $PIX2PIX_WEIGHTS or ~/.cache/pix2pix/weights)",
     )
     p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out (whole)")
     p.set_defaults(func=cmd_evaluate)
     eval_sub = p.add_subparsers(dest="evaluate_command", required=False, metavar="COMMAND")
     s = eval_sub.add_parser(

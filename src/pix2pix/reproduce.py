@@ -297,6 +297,7 @@ def reproduce(
                 task=exp.task,
                 segmenter=segmenter_path if exp.task == "label2photo" else None,
                 device=device,
+                overwrite=True,  # no scores were saved: what the folder holds is an interrupted scoring
             )
             scores_path.write_text(json.dumps(scores, indent=2) + "\n")
         trained = json.loads((run_dir / "done.json").read_text())

@@ -434,7 +434,8 @@ def train(
             if not resume:
                 _prepare_run_dir(run_dir, overwrite)
                 (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        summary = _train(cfg, run_dir, state, dataset, val_set, world, device, progress, device_pairs)
+        with _disk_full_reported(run_dir, None):  # log lines and sample grids (checkpoints say more)
+            summary = _train(cfg, run_dir, state, dataset, val_set, world, device, progress, device_pairs)
         finished = True
         return summary
     finally:
@@ -531,8 +532,11 @@ def _train(
             total_steps = min(total_steps, cfg.max_steps)
 
         def checkpoint() -> None:
-            if cfg.stop_on_nonfinite and distributed.any_rank(bool(first_bad), device):
-                raise _diverged(run_dir, int(first_bad), last)  # the last good checkpoint stays
+            # the weights too: a step can turn them infinite while its losses were still finite
+            if cfg.stop_on_nonfinite and distributed.any_rank(
+                bool(first_bad) or not _finite(generator, discriminator), device
+            ):
+                raise _diverged(run_dir, int(first_bad) or step, last)  # the last good checkpoint stays
             rngs = distributed.gather(rng_state(), world)  # every process's dropout stream
             if not world.main:
                 return
@@ -750,6 +754,13 @@ def _sync_model(folder: Path, generator: nn.Module, cfg: TrainConfig, step: int)
             save_model(folder, generator, model_config(cfg.to_dict()) | {"step": step})
 
 
+def _finite(*modules: nn.Module | None) -> bool:
+    """Whether every weight and normalisation statistic of `modules` is finite (one host sync)."""
+    tensors = [t for m in modules if m is not None for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()]
+    flags = [torch.isfinite(t).all() for t in tensors]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
 class TrainingDiverged(ValueError):
     """The losses became NaN or infinite; the run stopped before saving the damaged weights."""
 
@@ -760,27 +771,30 @@ def _diverged(run_dir: Path, first_bad: int, losses: dict[str, float]) -> Traini
     at = f"at step {first_bad}" if first_bad else "on another process"
     shown = ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
     return TrainingDiverged(
-        f"training diverged: a loss became NaN or infinite {at} ({shown}); stopped, and {kept}. "
+        f"training diverged: a loss or weight became NaN or infinite {at} ({shown}); stopped, and {kept}. "
         "Lower --lr, check the data, or pass --no-stop-on-nonfinite to train on regardless"
     )
 
 
 @contextlib.contextmanager
-def _disk_full_reported(run_dir: Path, step: int) -> Iterator[None]:
-    """Turn a failed checkpoint or model write into one message: the writes are atomic, so the
-    files from the previous checkpoint are intact."""
+def _disk_full_reported(run_dir: Path, step: int | None) -> Iterator[None]:
+    """Turn a write that found the disk full into one message: checkpoints and model files are
+    written atomically, so those of the previous checkpoint are intact. `step`: the checkpoint
+    being written, if that is what failed."""
     try:
         yield
+    except DiskFullError:
+        raise
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         where = Path(err.filename) if err.filename else run_dir
         free = shutil.disk_usage(run_dir).free
+        doing = f" while writing the checkpoint of step {step}" if step is not None else ""
         raise DiskFullError(
             err.errno,
-            f"no space left on the device holding {where} ({free:,} bytes free) while writing the "
-            f"checkpoint of step {step}; the previous checkpoint is intact. Free some space and continue "
-            f"with: pix2pix train --resume {run_dir}",
+            f"no space left on the device holding {where} ({free:,} bytes free){doing}; the previous "
+            f"checkpoint is intact. Free some space and continue with: pix2pix train --resume {run_dir}",
         ) from None
 
 

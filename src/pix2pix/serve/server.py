@@ -363,7 +363,8 @@ class DemoHandler(BaseHTTPRequestHandler):
 
     def _send_error(self, err: RequestError, headers: dict[str, str] | None = None) -> None:
         headers = {**(getattr(err, "headers", None) or {}), **(headers or {})}
-        self._send_json(err.status, {"error": err.message, "status": err.status}, headers)
+        with contextlib.suppress(OSError):  # the client may be gone (or cut off for trickling)
+            self._send_json(err.status, {"error": err.message, "status": err.status}, headers)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The base class's own errors (malformed request line, headers too long): JSON too."""
