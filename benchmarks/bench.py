@@ -44,8 +44,10 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from pix2pix import __version__
-from pix2pix.config import TrainConfig, parse_objective
-from pix2pix.train import build_networks, make_adam, resolve_device, step_callables, train_step
+from pix2pix.config import TrainConfig
+from pix2pix.networks import build_networks
+from pix2pix.predict import resolve_device
+from pix2pix.train import make_adam, maybe_compile, train_step
 
 CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 REFERENCE_S_PER_ITER = 0.76  # the reference PyTorch code on this 2-core machine (issue 5)
@@ -112,25 +114,26 @@ def train_setting(
     size: int, batch: int, device: torch.device, steps: int, warmup: int, options: dict[str, object]
 ) -> dict[str, object]:
     """Runs in a fresh process (see main) so that the peak RSS is this setting's own."""
-    cfg = TrainConfig(crop_size=size, load_size=size, batch_size=batch, **options)
+    cfg = TrainConfig.from_dict({"crop_size": size, "load_size": size, "batch_size": batch, **options})
     torch.manual_seed(0)
     g, d = build_networks(cfg)
-    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    layout = torch.channels_last if cfg.speed.channels_last else torch.contiguous_format
     g.to(device, memory_format=layout)
     d.to(device, memory_format=layout)
-    opt_g, opt_d = make_adam(g, cfg), make_adam(d, cfg)
-    objective = parse_objective(cfg.objective)
+    opt_g, opt_d = make_adam(g, cfg.optim), make_adam(d, cfg.optim)
+    objective = cfg.loss.terms
+    lambda_l1, gan_mode = cfg.loss.lambda_l1, cfg.loss.gan_mode
     a = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=layout)
     b = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=layout)
-    g_run, d_run, d_for_g = step_callables(g, d, cfg)
+    g_run, d_run = maybe_compile(g, cfg.speed), maybe_compile(d, cfg.speed)
 
     def eager_fp32_step() -> None:
-        train_step(g, d, opt_g, opt_d, a, b, objective, cfg.lambda_l1, cfg.gan_mode)
+        train_step(g, d, opt_g, opt_d, a, b, objective, lambda_l1, gan_mode)
 
     def step() -> None:
-        if cfg.cuda_graphs:
+        if cfg.speed.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        train_step(g_run, d_run, opt_g, opt_d, a, b, objective, cfg.lambda_l1, cfg.gan_mode, cfg.precision, d_for_g)
+        train_step(g_run, d_run, opt_g, opt_d, a, b, objective, lambda_l1, gan_mode, cfg.optim.precision)
 
     eager_fp32_step()  # the first step allocates the Adam state
     flop = flops_of(eager_fp32_step)  # the same FLOPs whatever runs them
@@ -227,10 +230,10 @@ def paper_step_parts(device: torch.device):
     g, d = build_networks(cfg)
     g.to(device)
     d.to(device)
-    opt_g, opt_d = make_adam(g, cfg), make_adam(d, cfg)
+    opt_g, opt_d = make_adam(g, cfg.optim), make_adam(d, cfg.optim)
     a = torch.rand(1, 3, 256, 256, device=device) * 2 - 1
     b = torch.rand(1, 3, 256, 256, device=device) * 2 - 1
-    return cfg, g, d, opt_g, opt_d, parse_objective(cfg.objective), a, b
+    return cfg, g, d, opt_g, opt_d, cfg.loss.terms, a, b
 
 
 def step_parts(device: torch.device, steps: int = 12, warmup: int = 3) -> list[dict[str, object]]:
@@ -266,13 +269,13 @@ def step_parts(device: torch.device, steps: int = 12, warmup: int = 3) -> list[d
             lambda fake_b=fake_b: (d(d_input(a, b, True)), d(d_input(a, fake_b.detach(), True))),
             count,
         )
-        d_loss, _ = discriminator_loss(*logits, cfg.gan_mode)
+        d_loss, _ = discriminator_loss(*logits, cfg.loss.gan_mode)
         part("D backward", d_loss.backward, count)
         part("D Adam", opt_d.step, count)
         set_requires_grad(d, False)
         fake_logits = part("D forward for G's step", lambda fake_b=fake_b: d(d_input(a, fake_b, True)), count)
         opt_g.zero_grad(set_to_none=True)
-        g_loss, _ = generator_loss(fake_b, b, objective, fake_logits, cfg.lambda_l1, cfg.gan_mode)
+        g_loss, _ = generator_loss(fake_b, b, objective, fake_logits, cfg.loss.lambda_l1, cfg.loss.gan_mode)
         part("G backward, through D", g_loss.backward, count)
         part("G Adam", opt_g.step, count)
     rows = []
@@ -287,11 +290,11 @@ def profile_step(device: torch.device, top: int = 15) -> list[dict[str, object]]
 
     cfg, g, d, opt_g, opt_d, objective, a, b = paper_step_parts(device)
     for _ in range(2):
-        train_step(g, d, opt_g, opt_d, a, b, objective, cfg.lambda_l1, cfg.gan_mode)
+        train_step(g, d, opt_g, opt_d, a, b, objective, cfg.loss.lambda_l1, cfg.loss.gan_mode)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(3):
-            train_step(g, d, opt_g, opt_d, a, b, objective, cfg.lambda_l1, cfg.gan_mode)
+            train_step(g, d, opt_g, opt_d, a, b, objective, cfg.loss.lambda_l1, cfg.loss.gan_mode)
             sync(device)
     events = prof.key_averages()
     key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
@@ -463,7 +466,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     options = {name: getattr(args, name) for name in SPEED_OPTIONS}
-    TrainConfig(**options)  # the same checks as `pix2pix train`
+    TrainConfig.from_dict(options)  # the same checks as `pix2pix train`
 
     if args.child:
         size, batch, steps, warmup = (int(v) for v in args.child.split(","))

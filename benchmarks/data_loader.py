@@ -27,11 +27,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from pix2pix import __version__
-from pix2pix.config import TrainConfig, parse_objective
+from pix2pix.config import TrainConfig
 from pix2pix.data.aligned import AlignedDataset, Augment, EpochSampler, split_folder
 from pix2pix.data.cache import cache_bytes
 from pix2pix.data.images import read_image, split_pair, to_tensor
-from pix2pix.train import build_networks, make_adam, train_step
+from pix2pix.networks import build_networks
+from pix2pix.train import make_adam, train_step
 
 CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 
@@ -78,12 +79,12 @@ def loader_rate(dataset: AlignedDataset, workers: int, images: int, warmup: int 
 
 def train_rate(dataset: AlignedDataset, workers: int, steps: int, warmup: int = 3) -> float:
     """Median seconds per training iteration, the data fetch included."""
-    cfg = TrainConfig(direction="BtoA")
+    cfg = TrainConfig.from_dict({"direction": "BtoA"})
     torch.manual_seed(0)
     generator, discriminator = build_networks(cfg)
-    opt_g = make_adam(generator, cfg)
-    opt_d = make_adam(discriminator, cfg)
-    objective = parse_objective(cfg.objective)
+    opt_g = make_adam(generator, cfg.optim)
+    opt_d = make_adam(discriminator, cfg.optim)
+    objective = cfg.loss.terms
     sampler = EpochSampler(len(dataset), seed=0, epoch=0)
     loader = DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers, generator=torch.Generator())
     times, t0 = [], time.perf_counter()

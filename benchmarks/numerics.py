@@ -36,8 +36,8 @@ from bench import write_report  # noqa: E402
 from pix2pix import __version__  # noqa: E402
 from pix2pix.config import TrainConfig
 from pix2pix.data.aligned import AlignedDataset, Augment, split_folder
-from pix2pix.predict import Pix2Pix, run_generator
-from pix2pix.train import resolve_device, train
+from pix2pix.predict import Pix2Pix, resolve_device, run_generator
+from pix2pix.train import train
 
 CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 LOSSES = ("g_l1", "g_gan", "d_real", "d_fake")
@@ -125,7 +125,7 @@ def main() -> None:
     reference_out = None
     for name, options in chosen.items():
         run_dir = work / name.replace(" ", "_").replace(",", "").replace(":", "")
-        cfg = TrainConfig(**(base | options))
+        cfg = TrainConfig.from_dict(base | options)
         torch._dynamo.reset()  # each variant compiles afresh, within dynamo's recompile limits
         print(f"{name}: training {args.steps} steps ...", flush=True)
         summary = train(cfg, run_dir, overwrite=True, progress=False)

@@ -22,9 +22,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pix2pix import __version__
-from pix2pix.config import TrainConfig, parse_objective
+from pix2pix.config import TrainConfig
 from pix2pix.data.aligned import AlignedDataset, Augment, EpochSampler, split_folder
-from pix2pix.train import build_networks, make_adam, resolve_device, train_step
+from pix2pix.networks import build_networks
+from pix2pix.predict import resolve_device
+from pix2pix.train import make_adam, train_step
 
 CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 
@@ -44,14 +46,15 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    cfg = TrainConfig(direction="BtoA")
+    cfg = TrainConfig.from_dict({"direction": "BtoA"})
     torch.manual_seed(0)
     generator, discriminator = build_networks(cfg)
     generator.to(device)
     discriminator.to(device)
-    opt_g = make_adam(generator, cfg)
-    opt_d = make_adam(discriminator, cfg)
-    objective = parse_objective(cfg.objective)
+    opt_g = make_adam(generator, cfg.optim)
+    opt_d = make_adam(discriminator, cfg.optim)
+    objective = cfg.loss.terms
+    lambda_l1, gan_mode = cfg.loss.lambda_l1, cfg.loss.gan_mode
 
     data_path = Path(args.data)
     if data_path.is_dir():
@@ -70,7 +73,7 @@ def main() -> None:
 
     real_a, real_b = batch()
     with FlopCounterMode(display=False) as counter:
-        train_step(generator, discriminator, opt_g, opt_d, real_a, real_b, objective, cfg.lambda_l1, cfg.gan_mode)
+        train_step(generator, discriminator, opt_g, opt_d, real_a, real_b, objective, lambda_l1, gan_mode)
     gflop = counter.get_total_flops() / 1e9
 
     times, load_times = [], []
@@ -78,7 +81,7 @@ def main() -> None:
         t0 = time.perf_counter()
         real_a, real_b = batch()
         t1 = time.perf_counter()
-        train_step(generator, discriminator, opt_g, opt_d, real_a, real_b, objective, cfg.lambda_l1, cfg.gan_mode)
+        train_step(generator, discriminator, opt_g, opt_d, real_a, real_b, objective, lambda_l1, gan_mode)
         _sync(device)
         t2 = time.perf_counter()
         if i >= args.warmup:

@@ -55,7 +55,7 @@ def tiny_config(data: Path, **overrides) -> TrainConfig:
         deterministic=True,
     )
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -41,24 +41,26 @@ def test_parse_objective_rejects(name: str) -> None:
 def test_defaults_are_the_papers() -> None:
     cfg = TrainConfig()
     # section 3.3: Adam, lr 0.0002, momentum 0.5; eq. 4: lambda 100
-    assert (cfg.lr, cfg.beta1, cfg.beta2) == (2e-4, 0.5, 0.999)
-    assert cfg.lambda_l1 == 100.0
-    assert cfg.objective == "l1+cgan" and cfg.gan_mode == "vanilla"
+    assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2) == (2e-4, 0.5, 0.999)
+    assert cfg.loss.lambda_l1 == 100.0
+    assert cfg.loss.objective == "l1+cgan" and cfg.loss.gan_mode == "vanilla"
     # appendix 6.1: 70x70 PatchGAN, U-Net with batch norm and dropout 0.5, ngf = ndf = 64
-    assert cfg.receptive_field == 70
-    assert cfg.generator == "unet" and cfg.skips
-    assert cfg.norm == "batch" and cfg.dropout == 0.5
-    assert (cfg.g_channels, cfg.d_channels) == (64, 64)
-    assert not cfg.innermost_norm  # the errata
+    assert cfg.discriminator.receptive_field == 70
+    g = cfg.generator
+    assert g.architecture == "unet" and g.skips
+    assert g.norm == "batch" and g.dropout == 0.5 and g.dropout_placement == "paper"
+    assert (g.channels, cfg.discriminator.channels) == (64, 64)
+    assert not g.innermost_norm  # the errata
     # appendix 6.2: jitter 256 -> 286 -> random crop 256 and mirroring; batch 1
-    assert (cfg.load_size, cfg.crop_size, cfg.preprocess, cfg.flip) == (286, 256, "resize_and_crop", True)
-    assert cfg.batch_size == 1
+    d = cfg.data
+    assert (d.load_size, d.crop_size, d.preprocess, d.flip) == (286, 256, "resize_and_crop", True)
+    assert cfg.optim.batch_size == 1
     assert cfg.depth == 8  # 256 px reaches 1x1
 
 
 def test_depth_follows_crop_size_unless_given() -> None:
-    assert TrainConfig(load_size=128, crop_size=128).depth == 7
-    assert TrainConfig(unet_depth=5).depth == 5
+    assert TrainConfig.from_dict({"load_size": 128, "crop_size": 128}).depth == 7
+    assert TrainConfig.from_dict({"unet_depth": 4}).depth == 4
 
 
 @pytest.mark.parametrize(
@@ -75,7 +77,7 @@ def test_depth_follows_crop_size_unless_given() -> None:
 )
 def test_invalid_config_raises(values: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        TrainConfig(**values)
+        TrainConfig.from_dict(values)
 
 
 def test_every_shipped_preset_builds_a_valid_config() -> None:
@@ -86,12 +88,13 @@ def test_every_shipped_preset_builds_a_valid_config() -> None:
         assert "description" not in values and "paper" not in values
         cfg = TrainConfig.from_dict(values, name)
         assert cfg.depth >= 2, name
+        flat = cfg.to_dict()
         for key, value in values.items():
-            assert getattr(cfg, key) == value, (name, key)
+            assert flat[key] == value, (name, key)
 
 
 def test_from_dict_accepts_an_int_for_a_float() -> None:
-    assert TrainConfig.from_dict({"lambda_l1": 10}).lambda_l1 == 10.0
+    assert TrainConfig.from_dict({"lambda_l1": 10}).loss.lambda_l1 == 10.0
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -144,3 +147,27 @@ def test_unknown_preset_lists_the_shipped_ones() -> None:
     with pytest.raises(ValueError, match="facade") as err:
         load_preset("facade")
     assert all(name in str(err.value) for name in list_presets())
+
+
+def test_flat_form_round_trips_and_keeps_the_file_layout() -> None:
+    from pix2pix.config import FILE_ORDER
+
+    cfg = TrainConfig.from_dict({"crop_size": 128, "load_size": 143, "g_channels": 32, "objective": "l1"})
+    flat = cfg.to_dict()
+    assert list(flat) == list(FILE_ORDER)  # config.json keeps one key per option, in one order
+    assert TrainConfig.from_dict(flat) == cfg
+    assert (cfg.data.crop_size, cfg.generator.channels, cfg.loss.objective) == (128, 32, "l1")
+    assert cfg.replace(max_steps=7).run.max_steps == 7 and cfg.run.max_steps == 0  # frozen: a copy
+    with pytest.raises(ValueError, match="unknown key"):
+        TrainConfig.from_dict({"learning_rate": 1e-3})
+
+
+def test_which_options_may_change_on_resume_follows_from_the_sections() -> None:
+    from pix2pix.config import FLAT_KEYS, resumable_keys
+
+    keys = resumable_keys()
+    assert {"max_steps", "device", "workers", "data", "compile", "cache", "checkpoint_every"} <= set(keys)
+    assert all(FLAT_KEYS[k][0] in ("speed", "run") for k in keys)
+    base = TrainConfig()
+    assert base.fixed_changes(base.replace(max_steps=9, compile="default", workers=0)) == []
+    assert base.fixed_changes(base.replace(lr=1e-3, precision="bf16")) == ["lr", "precision"]

@@ -199,9 +199,9 @@ def test_hole_boxes() -> None:
     with pytest.raises(ValueError, match="hole_size"):
         hole_box(32, 32, "center", 1.0)
     with pytest.raises(ValueError, match="hole_size"):
-        TrainConfig(hole_size=1.5)
+        TrainConfig.from_dict({"hole_size": 1.5})
     with pytest.raises(ValueError, match="hole"):
-        TrainConfig(hole="square")
+        TrainConfig.from_dict({"hole": "square"})
 
 
 def test_inpainting_dataset_cuts_a_hole(photos: Path) -> None:

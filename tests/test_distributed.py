@@ -224,6 +224,7 @@ def test_torchrun_runs_the_cli_and_stops_every_process_after_the_same_step(tiny_
     assert json.loads(log.read_text().splitlines()[-1])["step"] == saved  # no process ran past the checkpoint
 
 
+@pytest.mark.slow  # torch.compile / a real kill: tens of seconds on the CPU
 def test_compiled_ddp_step_matches_one_process_on_the_global_batch(tiny_data: Path, tmp_path: Path) -> None:
     # --compile under DDP (torch.compile of the DDP-wrapped G and D): one step on 2 x batch 1
     # with instance norm is one eager step on batch 2, as without compile

@@ -178,7 +178,6 @@ def test_photo2label_on_real_cityscapes_label_maps(tmp_path: Path) -> None:
 
 
 def test_reproduce_continues_a_row_that_stopped_partway(city: Path, tmp_path: Path) -> None:
-    from dataclasses import replace
 
     from pix2pix.reproduce import row_config, run_name
 
@@ -188,7 +187,7 @@ def test_reproduce_continues_a_row_that_stopped_partway(city: Path, tmp_path: Pa
     cfg = row_config(exp, exp.rows[0], city, "reduced", "cpu", tiny)
     run = out / "runs" / run_name(cfg)
     # the same row stopped after 5 of its 32 steps (as after Ctrl-C: a checkpoint, no done.json)
-    train(replace(cfg, max_steps=5, checkpoint_every=5), run, progress=False)
+    train(cfg.replace(max_steps=5, checkpoint_every=5), run, progress=False)
     reproduce("table6", city, out, protocol="reduced", device="cpu", extra=tiny, progress=False)
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     # log_every 10: the first run's last line (step 5) is kept and the run goes on from there;

@@ -49,8 +49,8 @@ def test_paper_training_iteration_flops() -> None:
     cfg = TrainConfig()
     generator, discriminator = build_networks(cfg)
     assert discriminator is not None
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
     real_a, real_b = torch.randn(2, 1, 3, 256, 256)
 
     with FlopCounterMode(display=False) as counter:
@@ -59,7 +59,15 @@ def test_paper_training_iteration_flops() -> None:
 
     with FlopCounterMode(display=False) as counter:
         stats = train_step(
-            generator, discriminator, opt_g, opt_d, real_a, real_b, parse_objective("l1+cgan"), cfg.lambda_l1, "vanilla"
+            generator,
+            discriminator,
+            opt_g,
+            opt_d,
+            real_a,
+            real_b,
+            parse_objective("l1+cgan"),
+            cfg.loss.lambda_l1,
+            "vanilla",
         )
     assert round(counter.get_total_flops() / 1e9, 1) == 86.9
     assert {"d_real", "d_fake", "g_gan", "g_l1"} <= set(stats)

@@ -127,6 +127,7 @@ def test_channels_last_is_the_same_arithmetic(tiny_data: Path, fp32_run: Path, t
     assert _output_difference(tmp_path, fp32_run, tiny_data) < 1e-5
 
 
+@pytest.mark.slow  # torch.compile / a real kill: tens of seconds on the CPU
 def test_compiled_training_matches_eager(tiny_data: Path, tmp_path: Path) -> None:
     # without dropout, so that both draw no random numbers after the weights: compile's own
     # RNG gives other dropout masks than eager (the same distribution, not the same stream)
@@ -149,7 +150,7 @@ def test_compiled_training_matches_eager(tiny_data: Path, tmp_path: Path) -> Non
 
 def test_cuda_graphs_need_compile() -> None:
     with pytest.raises(ValueError, match="cuda_graphs needs compile"):
-        TrainConfig(cuda_graphs=True)
+        TrainConfig.from_dict({"cuda_graphs": True})
 
 
 def test_cuda_graphs_need_a_cuda_device(tiny_data: Path, tmp_path: Path) -> None:
@@ -169,7 +170,7 @@ def test_cuda_graphs_need_a_cuda_device(tiny_data: Path, tmp_path: Path) -> None
     ],
 )
 def test_compile_modes(compile: str, graphs: bool, mode: str) -> None:
-    assert compile_mode(TrainConfig(compile=compile, cuda_graphs=graphs)) == mode
+    assert compile_mode(TrainConfig.from_dict({"compile": compile, "cuda_graphs": graphs}).speed) == mode
 
 
 def test_device_cache_of_mixed_sizes_fails_before_the_run_dir_is_made(tmp_path: Path) -> None:

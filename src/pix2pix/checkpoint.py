@@ -17,13 +17,16 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .networks import ResnetGenerator, UNetGenerator
+from .networks import GENERATOR_CLASSES
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 STATE_FILE = "checkpoint.pt"
 MODEL_CONFIG = "config.json"
@@ -160,30 +163,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # --- release weights ---------------------------------------------------------------------------
 
 
-def model_config(train_config: dict[str, Any]) -> dict[str, Any]:
-    """What a model folder needs to rebuild and use the generator, taken from a run's config."""
-    from .config import TrainConfig
+def model_config(cfg: TrainConfig) -> dict[str, Any]:
+    """What a model folder needs to rebuild and use the generator, taken from a run's config:
+    the one place a model config is made from a training run."""
+    from .networks import generator_settings
 
-    cfg = TrainConfig.from_dict(train_config)
-    generator: dict[str, Any] = {
-        "in_channels": cfg.in_channels,
-        "out_channels": cfg.out_channels,
-        "base_channels": cfg.g_channels,
-        "norm": cfg.norm,
-        "dropout": cfg.dropout,
-    }
-    if cfg.generator == "unet":
-        generator.update(depth=cfg.depth, skips=cfg.skips, innermost_norm=cfg.innermost_norm)
-    else:
-        generator.update(blocks=cfg.resnet_blocks)
+    architecture, generator = generator_settings(cfg)
     return {
         "pix2pix_version": __version__,
-        "architecture": cfg.generator,
+        "architecture": architecture,
         "generator": generator,
-        "direction": cfg.direction,
-        "dataset_mode": cfg.dataset_mode,
-        "crop_size": cfg.crop_size,
-        "objective": cfg.objective,
+        "direction": cfg.data.direction,
+        "dataset_mode": cfg.data.mode,
+        "crop_size": cfg.data.crop_size,
+        "objective": cfg.loss.objective,
     }
 
 
@@ -193,7 +186,7 @@ MAX_GENERATOR_WEIGHTS = 2_000_000_000
 
 
 def _generator_class(config: dict[str, Any]) -> type[torch.nn.Module]:
-    classes = {"unet": UNetGenerator, "resnet": ResnetGenerator}
+    classes = GENERATOR_CLASSES
     architecture = config.get("architecture")
     if architecture not in classes:
         raise CheckpointError(f"architecture {architecture!r}: choose one of {', '.join(classes)}")

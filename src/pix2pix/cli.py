@@ -14,13 +14,12 @@ pix2pix study create|serve|report   # the AMT "real vs fake" study of Tables 4-5
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import TrainConfig, list_presets, load_preset
+from .config import FIELDS, FILE_ORDER, TrainConfig, list_presets, load_preset
 from .data.commands import register as register_layout_commands
 from .data.task_commands import register as register_task_commands
 from .evaluation_commands import register as register_evaluation_commands
@@ -31,16 +30,17 @@ from .study.commands import register as register_study_commands
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, default None so we know which the user gave."""
     group = parser.add_argument_group("run configuration (defaults: the paper's; a preset may change them)")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        names = [flag, "--lambda"] if f.name == "lambda_l1" else [flag]
+    for key in FILE_ORDER:
+        f = FIELDS[key]
+        flag = "--" + key.replace("_", "-")
+        names = [flag, "--lambda"] if key == "lambda_l1" else [flag]
         help_text = f"{f.metadata['help']} (default: {f.default})"
         if isinstance(f.default, bool):
-            group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            group.add_argument(*names, dest=key, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             group.add_argument(
                 *names,
-                dest=f.name,
+                dest=key,
                 type=type(f.default),
                 default=None,
                 choices=f.metadata.get("choices"),
@@ -49,7 +49,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _given_config(args: argparse.Namespace) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+    return {key: getattr(args, key) for key in FILE_ORDER if getattr(args, key) is not None}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         values = load_preset(args.preset) if args.preset else {}
         values.update(overrides)
         cfg = TrainConfig.from_dict(values, f"preset {args.preset}" if args.preset else "flags")
-        name = args.preset or (Path(cfg.data).name if cfg.data else "run")
+        name = args.preset or (Path(cfg.run.data).name if cfg.run.data else "run")
         run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name.replace(":", "_")
     summary = train(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.no_progress)
     if summary["rank"] != 0:  # under torchrun, rank 0 reports for all processes
@@ -80,8 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from .predict import Pix2Pix
-    from .train import resolve_device
+    from .predict import Pix2Pix, resolve_device
 
     # ONNX graphs are exported in eval mode, so that is the onnxruntime backend's only mode
     mode = args.mode or ("eval" if args.backend == "onnxruntime" else "paper")
@@ -163,9 +162,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """The browser demo: a drawing page and the /translate API on --host:--port."""
-    from .predict import Pix2Pix
+    from .predict import Pix2Pix, resolve_device
     from .serve import Limits, make_server, model_name
-    from .train import resolve_device
 
     limits = Limits(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),

@@ -1,7 +1,13 @@
 """One typed configuration for a training run, with the paper's defaults, and the presets.
 
-Every field is a command-line flag (`--lambda-l1`, `--receptive-field`, ...) and a key in a
-preset file. Defaults are those of Isola et al. 2016 (arXiv 1611.07004v3) unless stated.
+`TrainConfig` is nested by what each part configures: `data`, `generator`, `discriminator`,
+`loss`, `optim`, `speed` and `run`. Its flat form, one key per option, is what users write and
+what files hold: every key is a command-line flag (`lambda_l1` is `--lambda-l1`), a key in a
+preset file, and a key of a run's `config.json` and checkpoint. Defaults are those of Isola et
+al. 2016 (arXiv 1611.07004v3) unless stated.
+
+A resumed run may change the `speed` and `run` sections (how, where and for how long it runs),
+never the others (what it computes).
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 OBJECTIVE_TERMS = ("l1", "l2", "gan", "cgan")
 GENERATORS = ("unet", "resnet")
+NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
 PREPROCESS = ("resize_and_crop", "crop", "resize", "scale_width_and_crop", "scale_width", "none")
 CACHES = ("none", "memory", "device")
@@ -25,41 +32,60 @@ COMPILE_MODES = ("none", "default", "max-autotune")
 DIRECTIONS = ("AtoB", "BtoA")
 DATASET_MODES = ("aligned", "folders", "colorization", "inpainting")
 HOLES = ("center", "random")  # inpainting holes (data/inpaint.py)
-
-
+DROPOUT_PLACEMENTS = ("paper", "reference")
+RECEPTIVE_FIELDS = (1, 16, 34, 70, 142, 286)
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def opt(default: Any, help: str, flat: str | None = None, **choices: Any) -> Any:
+    """A config field with its help text (shown by `pix2pix train --help`) and, where it differs
+    from the field's name, its flat key (the flag and the key in files)."""
+    return field(default=default, metadata={"help": help, "flat": flat, **choices})
+
+
+def flat_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("flat") or f.name
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _at_least(cfg: Any, name: str, low: int, note: str = "") -> None:
-    value = getattr(cfg, name)
-    if value < low:
-        raise ValueError(f"{name} = {value} ({_flag(name)}): must be a whole number >= {low} {note}".rstrip())
+class Section:
+    """A group of options; each checks its own values (named by their flat keys) on creation."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{flat_name(f)} = {getattr(self, f.name)!r}: choose one of {list(choices)}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values that would fail later or train nonsense (before anything is written)."""
+
+    def _at_least(self, name: str, low: int, note: str = "") -> None:
+        key = flat_name(next(f for f in dataclasses.fields(self) if f.name == name))
+        value = getattr(self, name)
+        if value < low:
+            raise ValueError(f"{key} = {value} ({_flag(key)}): must be a whole number >= {low} {note}".rstrip())
+
+    def _in_range(self, name: str, low: float, high: float, allowed: str, low_open: bool = False) -> None:
+        value = getattr(self, name)
+        below = value <= low if low_open else value < low
+        if not math.isfinite(value) or below or value >= high:
+            raise ValueError(f"{name} = {value} ({_flag(name)}): must be {allowed}")
 
 
-def _in_range(cfg: Any, name: str, low: float, high: float, allowed: str, low_open: bool = False) -> None:
-    value = getattr(cfg, name)
-    below = value <= low if low_open else value < low
-    if not math.isfinite(value) or below or value >= high:
-        raise ValueError(f"{name} = {value} ({_flag(name)}): must be {allowed}")
+@dataclass(frozen=True)
+class DataConfig(Section):
+    """What the pairs are and how each is cut for a step (appendix 6.2)."""
 
-
-def opt(default: Any, help: str, **choices: Any) -> Any:
-    """A config field with its help text (shown by `pix2pix train --help`)."""
-    return field(default=default, metadata={"help": help, **choices})
-
-
-@dataclass
-class TrainConfig:
-    # --- data (appendix 6.2) ---
-    data: str = opt("", "dataset folder in the aligned layout (train/, val/ or test/), or builtin:shapes")
-    dataset_mode: str = opt(
+    mode: str = opt(
         "aligned",
         "aligned: each file is a pair A | B; folders: A/ and B/ matched by file name; "
         "colorization: any colour photos, L in, ab out (Lab); inpainting: photos with a hole in, whole out",
+        flat="dataset_mode",
         choices=DATASET_MODES,
     )
     direction: str = opt("AtoB", "AtoB: left half -> right half; BtoA: right -> left", choices=DIRECTIONS)
@@ -76,35 +102,79 @@ class TrainConfig:
     load_size: int = opt(286, "random jitter: resize 256 -> 286 ... (appendix 6.2)")
     crop_size: int = opt(256, "... then random crop back to 256 (appendix 6.2)")
     flip: bool = opt(True, "random mirroring, the same for input and target (appendix 6.2)")
-    workers: int = opt(2, "data loading processes (0 = in the training process)")
     skip_bad: bool = opt(
         False,
         "train without the files the dataset check finds unusable (listed in RUN_DIR/skipped.txt) instead of "
         "stopping; a file found truncated mid-epoch is replaced by the next one",
     )
-    cache: str = opt(
-        "none",
-        "memory: decode and resize every training pair once, up front, and keep them in RAM "
-        "(about 0.5 MB per pair at 286 px); device: the same, held on the training device (GPU), "
-        "where each step's crop and mirror are cut, with no loader processes; none: decode every time",
-        choices=CACHES,
-    )
     hole: str = opt("center", "inpainting: the hole is the centre box (paper) or a box placed at random", choices=HOLES)
     hole_size: float = opt(0.5, "inpainting: the hole's side as a fraction of the image side (0.5 = 1/4 of the area)")
 
-    # --- networks (appendix 6.1) ---
-    generator: str = opt("unet", "unet (the paper's) or resnet (the reference code's)", choices=GENERATORS)
+    @property
+    def crops(self) -> bool:
+        """Whether every training image is cut to crop_size (else whole images of any size)."""
+        return self.preprocess not in ("none", "scale_width")
+
+    def validate(self) -> None:
+        if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.load_size < self.crop_size:
+            raise ValueError(f"load_size {self.load_size} is smaller than crop_size {self.crop_size}")
+        for name in ("crop_size", "load_size", "in_channels", "out_channels"):
+            self._at_least(name, 1)
+        if not 0.0 < self.hole_size < 1.0:
+            raise ValueError(f"hole_size must be in (0, 1), a fraction of the image side, got {self.hole_size}")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig(Section):
+    """G (section 3.2.1, appendix 6.1.1)."""
+
+    architecture: str = opt(
+        "unet", "unet (the paper's) or resnet (the reference code's)", flat="generator", choices=GENERATORS
+    )
     skips: bool = opt(True, "U-Net skips; off gives the paper's encoder-decoder (Table 2)")
     unet_depth: int = opt(0, "U-Net down/up levels; 0 = log2(crop_size): 8 at 256 px, 7 at 128 px")
     resnet_blocks: int = opt(9, "residual blocks of the resnet generator (6 or 9 in the reference code)")
-    g_channels: int = opt(64, "generator filters in the first layer (ngf, appendix 6.1)")
-    d_channels: int = opt(64, "discriminator filters in the first layer (ndf, appendix 6.1)")
-    norm: str = opt("batch", "normalisation: batch (paper), instance or none", choices=("batch", "instance", "none"))
-    dropout: float = opt(0.5, "dropout in the first 3 decoder levels, the noise z (section 3.1)")
+    channels: int = opt(64, "generator filters in the first layer (ngf, appendix 6.1)", flat="g_channels")
+    norm: str = opt("batch", "normalisation of G and D: batch (paper), instance or none", choices=NORMS)
+    dropout: float = opt(0.5, "dropout in 3 decoder levels, the noise z (section 3.1)")
+    dropout_placement: str = opt(
+        "paper",
+        "which decoder levels have dropout: paper (the 3 nearest the bottleneck, as the paper and its Lua "
+        "code) or reference (the PyTorch reference code's: one level further out, 2 levels at 128 px)",
+        choices=DROPOUT_PLACEMENTS,
+    )
     innermost_norm: bool = opt(False, "normalise the 1x1 bottleneck as published; the paper's errata removes it")
+
+    def validate(self) -> None:
+        self._at_least("channels", 1)
+        self._at_least("unet_depth", 0, "(0: log2(crop_size))")
+        self._at_least("resnet_blocks", 0)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.innermost_norm and self.norm == "instance" and self.architecture == "unet":
+            raise ValueError(
+                "innermost_norm with instance norm cannot work: the bottleneck is 1x1 (the errata's reason)"
+            )
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig(Section):
+    """D, the PatchGAN (appendix 6.1.2). It is normalised like G (`generator.norm`: one --norm
+    for both, as in the paper's code)."""
+
+    channels: int = opt(64, "discriminator filters in the first layer (ndf, appendix 6.1)", flat="d_channels")
     receptive_field: int = opt(70, "PatchGAN receptive field: 1 (PixelGAN), 16, 70 (paper), 286 (ImageGAN); Table 3")
 
-    # --- objective (section 3.1, Table 1) ---
+    def validate(self) -> None:
+        self._at_least("channels", 1)
+        if self.receptive_field not in RECEPTIVE_FIELDS:
+            raise ValueError(f"receptive_field = {self.receptive_field}: choose one of 1, 16, 34, 70, 142, 286")
+
+
+@dataclass(frozen=True)
+class LossConfig(Section):
+    """The objective (section 3.1, Table 1)."""
+
     objective: str = opt(
         "l1+cgan",
         "terms joined by '+': l1, l2, gan (unconditional D) or cgan (D sees the input); "
@@ -113,7 +183,19 @@ class TrainConfig:
     lambda_l1: float = opt(100.0, "weight of the reconstruction term(s), lambda in eq. 4")
     gan_mode: str = opt("vanilla", "vanilla (the paper's log loss, non-saturating G) or lsgan", choices=GAN_MODES)
 
-    # --- optimisation (section 3.3) ---
+    @property
+    def terms(self) -> Objective:
+        return parse_objective(self.objective)
+
+    def validate(self) -> None:
+        parse_objective(self.objective)
+        self._in_range("lambda_l1", 0.0, math.inf, "a finite number >= 0 (the paper's is 100)")
+
+
+@dataclass(frozen=True)
+class OptimConfig(Section):
+    """How the weights are updated (section 3.3, appendix 6.2), and in what arithmetic."""
+
     lr: float = opt(2e-4, "Adam learning rate (section 3.3)")
     beta1: float = opt(0.5, "Adam beta1 (section 3.3)")
     beta2: float = opt(0.999, "Adam beta2 (section 3.3)")
@@ -125,26 +207,47 @@ class TrainConfig:
     epochs: int = opt(100, "epochs at the initial learning rate (reference code: 100 + 100 = 200)")
     epochs_decay: int = opt(100, "epochs of linear decay of the learning rate to zero")
     l1_warmup_epochs: int = opt(0, "epochs of reconstruction-only generator training before the adversarial phase")
-    max_steps: int = opt(0, "stop after this many steps (0: run the whole schedule)")
     seed: int = opt(0, "seed of weights, data order, jitter and dropout")
     deterministic: bool = opt(
         False, "bitwise-reproducible runs: deterministic algorithms; on the CPU one intra-op thread (slower)"
     )
-    device: str = opt("auto", "auto (cuda if present), cpu, cuda, cuda:N")
     sync_batchnorm: bool = opt(
         False,
         "with several processes (torchrun), BatchNorm over the global batch instead of each process's own "
         "images. Off by default: at batch 1 per process, BatchNorm on its own is the paper's instance "
         "normalisation (section 3.3), which syncing would turn into BatchNorm over the processes' images",
     )
-
-    # --- speed (none of these is in the paper; the defaults are plain float32, eager) ---
+    # here, not under speed: bf16 changes what is computed, so a resumed run keeps it
     precision: str = opt(
         "fp32",
         "fp32, or bf16: the forward passes of G and D under bfloat16 autocast (weights, Adam and "
         "the losses stay float32). Fast on GPUs with bf16 tensor cores; slower on CPUs without AMX",
         choices=PRECISIONS,
     )
+
+    @property
+    def total_epochs(self) -> int:
+        return self.l1_warmup_epochs + self.epochs + self.epochs_decay
+
+    def validate(self) -> None:
+        self._at_least("batch_size", 1)
+        for name in ("epochs", "epochs_decay", "l1_warmup_epochs", "seed"):
+            self._at_least(name, 0)
+        if self.total_epochs < 1:
+            raise ValueError(
+                f"epochs = {self.epochs}, epochs_decay = {self.epochs_decay}: a run needs at least one epoch "
+                "(--epochs N --epochs-decay M with N + M >= 1)"
+            )
+        self._in_range("lr", 0.0, math.inf, "a finite number > 0 (the paper's is 2e-4)", low_open=True)
+        self._in_range("beta1", 0.0, 1.0, "in [0, 1) (the paper's is 0.5)")
+        self._in_range("beta2", 0.0, 1.0, "in [0, 1) (the paper's is 0.999)")
+
+
+@dataclass(frozen=True)
+class SpeedConfig(Section):
+    """How fast the same arithmetic runs (none of it is in the paper; the defaults are plain
+    float32, eager). Float rounding may differ, as between devices; may change on resume."""
+
     channels_last: bool = opt(False, "G, D and the batches in channels-last memory layout (NHWC), for tensor cores")
     compile: str = opt(
         "none",
@@ -157,98 +260,192 @@ class TrainConfig:
         "with --compile, replay each step's kernels as CUDA graphs (torch.compile's reduce-overhead): "
         "for batch 1 on a GPU, where launching the kernels takes longer than running them",
     )
-
-    # --- run bookkeeping ---
-    stop_on_nonfinite: bool = opt(
-        True, "stop with an error at the first NaN or infinite loss (the last good checkpoint is kept)"
+    cache: str = opt(
+        "none",
+        "memory: decode and resize every training pair once, up front, and keep them in RAM "
+        "(about 0.5 MB per pair at 286 px); device: the same, held on the training device (GPU), "
+        "where each step's crop and mirror are cut, with no loader processes; none: decode every time",
+        choices=CACHES,
     )
+
+    def validate(self) -> None:
+        if self.cuda_graphs and self.compile == "none":
+            raise ValueError("cuda_graphs needs compile (e.g. --compile default --cuda-graphs)")
+
+
+@dataclass(frozen=True)
+class RunConfig(Section):
+    """Where the data are, where and for how long this process trains, and what it writes down;
+    may change on resume."""
+
+    data: str = opt("", "dataset folder in the aligned layout (train/, val/ or test/), or builtin:shapes")
+    device: str = opt("auto", "auto (cuda if present), cpu, cuda, cuda:N")
+    workers: int = opt(2, "data loading processes (0 = in the training process)")
+    max_steps: int = opt(0, "stop after this many steps (0: run the whole schedule)")
     log_every: int = opt(10, "steps between JSONL log lines")
     sample_every: int = opt(500, "steps between sample grids (input | output | target) of fixed val images")
     num_samples: int = opt(4, "validation images in each sample grid")
     checkpoint_every: int = opt(500, "steps between checkpoints (also written at each epoch end and at the end)")
-
-    def __post_init__(self) -> None:
-        self.validate()
+    stop_on_nonfinite: bool = opt(
+        True, "stop with an error at the first NaN or infinite loss (the last good checkpoint is kept)"
+    )
 
     def validate(self) -> None:
-        """Refuse any value that would fail later or train nonsense, before anything is
-        written: one message naming the option, its value and what is allowed."""
-        for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"{f.name} = {getattr(self, f.name)!r}: choose one of {list(choices)}")
-        parse_objective(self.objective)
-        if self.receptive_field not in (1, 16, 34, 70, 142, 286):
-            raise ValueError(f"receptive_field = {self.receptive_field}: choose one of 1, 16, 34, 70, 142, 286")
-        if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.load_size < self.crop_size:
-            raise ValueError(f"load_size {self.load_size} is smaller than crop_size {self.crop_size}")
-        for name in ("batch_size", "crop_size", "load_size", "in_channels", "out_channels", "g_channels", "d_channels"):
-            _at_least(self, name, 1)
         for name in ("log_every", "sample_every", "checkpoint_every"):
-            _at_least(self, name, 1, "(steps between them)")
-        for name in ("epochs", "epochs_decay", "l1_warmup_epochs", "max_steps", "workers", "num_samples", "seed"):
-            _at_least(self, name, 0)
-        if self.epochs + self.epochs_decay + self.l1_warmup_epochs < 1:
-            raise ValueError(
-                f"epochs = {self.epochs}, epochs_decay = {self.epochs_decay}: a run needs at least one epoch "
-                "(--epochs N --epochs-decay M with N + M >= 1)"
-            )
-        _in_range(self, "lr", 0.0, math.inf, "a finite number > 0 (the paper's is 2e-4)", low_open=True)
-        _in_range(self, "beta1", 0.0, 1.0, "in [0, 1) (the paper's is 0.5)")
-        _in_range(self, "beta2", 0.0, 1.0, "in [0, 1) (the paper's is 0.999)")
-        _in_range(self, "lambda_l1", 0.0, math.inf, "a finite number >= 0 (the paper's is 100)")
-        _at_least(self, "unet_depth", 0, "(0: log2(crop_size))")
-        _at_least(self, "resnet_blocks", 0)
-        if self.generator == "unet" and self.unet_depth and self.preprocess not in ("none", "scale_width"):
-            multiple = 2**self.unet_depth
-            if self.crop_size % multiple:
-                most = (self.crop_size & -self.crop_size).bit_length() - 1  # the largest d with 2**d | crop_size
-                raise ValueError(
-                    f"unet_depth = {self.unet_depth}: a {self.unet_depth}-level U-Net needs sides that are "
-                    f"multiples of 2**{self.unet_depth} = {multiple}, and crop_size is {self.crop_size}; "
-                    f"use unet_depth <= {most} (0 picks log2(crop_size)) or a larger crop_size"
-                )
+            self._at_least(name, 1, "(steps between them)")
+        for name in ("max_steps", "workers", "num_samples"):
+            self._at_least(name, 0)
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise ValueError(f"device = {self.device!r} (--device): choose auto, cpu, cuda, cuda:N or mps")
-        if self.innermost_norm and self.norm == "instance" and self.generator == "unet":
-            raise ValueError(
-                "innermost_norm with instance norm cannot work: the bottleneck is 1x1 (the errata's reason)"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.cuda_graphs and self.compile == "none":
-            raise ValueError("cuda_graphs needs compile (e.g. --compile default --cuda-graphs)")
-        if not 0.0 < self.hole_size < 1.0:
-            raise ValueError(f"hole_size must be in (0, 1), a fraction of the image side, got {self.hole_size}")
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "data": DataConfig,
+    "generator": GeneratorConfig,
+    "discriminator": DiscriminatorConfig,
+    "loss": LossConfig,
+    "optim": OptimConfig,
+    "speed": SpeedConfig,
+    "run": RunConfig,
+}
+# flat key -> (section, field name) and the field itself
+FLAT_KEYS: dict[str, tuple[str, str]] = {
+    flat_name(f): (section, f.name) for section, kind in SECTIONS.items() for f in dataclasses.fields(kind)
+}
+FIELDS: dict[str, dataclasses.Field] = {flat_name(f): f for kind in SECTIONS.values() for f in dataclasses.fields(kind)}
+# the order of the keys in files (that of the flat configuration before the sections existed)
+FILE_ORDER = (
+    "data",
+    "dataset_mode",
+    "direction",
+    "in_channels",
+    "out_channels",
+    "preprocess",
+    "load_size",
+    "crop_size",
+    "flip",
+    "workers",
+    "skip_bad",
+    "cache",
+    "hole",
+    "hole_size",
+    "generator",
+    "skips",
+    "unet_depth",
+    "resnet_blocks",
+    "g_channels",
+    "d_channels",
+    "norm",
+    "dropout",
+    "dropout_placement",
+    "innermost_norm",
+    "receptive_field",
+    "objective",
+    "lambda_l1",
+    "gan_mode",
+    "lr",
+    "beta1",
+    "beta2",
+    "batch_size",
+    "epochs",
+    "epochs_decay",
+    "l1_warmup_epochs",
+    "max_steps",
+    "seed",
+    "deterministic",
+    "device",
+    "sync_batchnorm",
+    "precision",
+    "channels_last",
+    "compile",
+    "cuda_graphs",
+    "stop_on_nonfinite",
+    "log_every",
+    "sample_every",
+    "num_samples",
+    "checkpoint_every",
+)
+assert sorted(FILE_ORDER) == sorted(FLAT_KEYS), "every flat key has its place in files"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The whole configuration of a run, section by section.
+
+    Example:
+        >>> cfg = TrainConfig.from_dict({"data": "builtin:shapes", "crop_size": 64, "load_size": 72})
+        >>> cfg.data.crop_size, cfg.depth, cfg.to_dict()["crop_size"]
+        (64, 6, 64)
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("speed", "run")
+
+    def __post_init__(self) -> None:
+        # checks across sections: the U-Net's depth against the image size
+        if self.generator.architecture == "unet" and self.generator.unet_depth and self.data.crops:
+            depth, size = self.generator.unet_depth, self.data.crop_size
+            if size % 2**depth:
+                most = (size & -size).bit_length() - 1  # the largest d with 2**d | crop_size
+                raise ValueError(
+                    f"unet_depth = {depth}: a {depth}-level U-Net needs sides that are multiples of "
+                    f"2**{depth} = {2**depth}, and crop_size is {size}; use unet_depth <= {most} "
+                    "(0 picks log2(crop_size)) or a larger crop_size"
+                )
 
     @property
     def depth(self) -> int:
         """U-Net levels: as given, else the number that brings crop_size to 1x1."""
-        if self.unet_depth:
-            return self.unet_depth
+        if self.generator.unet_depth:
+            return self.generator.unet_depth
         from .networks import unet_depth_for_size
 
-        return unet_depth_for_size(self.crop_size)
+        return unet_depth_for_size(self.data.crop_size)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The flat form, in file order: what config.json and checkpoints hold."""
+        return {key: getattr(getattr(self, FLAT_KEYS[key][0]), FLAT_KEYS[key][1]) for key in FILE_ORDER}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        """From flat keys (a preset, flags, a saved config.json); missing keys keep their defaults."""
+        unknown = sorted(set(values) - set(FLAT_KEYS))
         if unknown:
-            raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(known)}")
+            raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FILE_ORDER)}")
+        sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
         for key, value in values.items():
-            expected = type(known[key].default)
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                continue
-            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            section, name = FLAT_KEYS[key]
+            expected = type(FIELDS[key].default)
+            # an int where a float goes is kept as written (1 and 1.0 name the same run)
+            int_for_float = expected is float and isinstance(value, int) and not isinstance(value, bool)
+            if not int_for_float and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
                 raise ValueError(f"{source}: {key} = {value!r} should be a {expected.__name__}")
+            sections[section][name] = value
         try:
-            return cls(**values)
+            return cls(**{name: SECTIONS[name](**kwargs) for name, kwargs in sections.items()})
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
+
+    def replace(self, source: str = "config", **flat: Any) -> TrainConfig:
+        """A copy with some flat keys changed (and checked)."""
+        return TrainConfig.from_dict({**self.to_dict(), **flat}, source)
+
+    def fixed_changes(self, other: TrainConfig) -> list[str]:
+        """Flat keys outside the resumable sections whose values differ from `other`'s."""
+        ours, theirs = self.to_dict(), other.to_dict()
+        return [k for k in FILE_ORDER if FLAT_KEYS[k][0] not in self.RESUMABLE and ours[k] != theirs[k]]
+
+
+def resumable_keys() -> list[str]:
+    """The flat keys a resumed run may change."""
+    return [k for k in FILE_ORDER if FLAT_KEYS[k][0] in TrainConfig.RESUMABLE]
 
 
 @dataclass(frozen=True)
@@ -263,6 +460,10 @@ class Objective:
     def conditional(self) -> bool:
         return self.adversarial == "cgan"
 
+    def reconstruction_only(self) -> Objective:
+        """The same reconstruction terms without D, for an L1 warm-up (L1 when there are none)."""
+        return Objective(self.l1 or not self.l2, self.l2, None)
+
 
 def parse_objective(name: str) -> Objective:
     """'l1+cgan' -> Objective(l1=True, l2=False, adversarial='cgan'). Table 1 names all parse."""
@@ -276,7 +477,7 @@ def parse_objective(name: str) -> Objective:
     return Objective(l1="l1" in terms, l2="l2" in terms, adversarial=adversarial)
 
 
-# --- presets: TOML files shipped in pix2pix/presets, keys are TrainConfig fields ---
+# --- presets: TOML files shipped in pix2pix/presets, keys are flat TrainConfig keys ---
 
 
 def list_presets() -> list[str]:

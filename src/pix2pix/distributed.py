@@ -82,17 +82,23 @@ def barrier(device: torch.device) -> None:
         dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
 
 
-def wrap(module: nn.Module, world: World, device: torch.device, sync_batchnorm: bool) -> nn.Module:
-    """`module` in DistributedDataParallel (with its BatchNorm layers synchronised if asked);
-    the module itself for a single process. Load weights before wrapping: DDP copies rank 0's
-    weights to every process here."""
-    if world.size == 1:
+def sync_batchnorm(module: nn.Module, world: World, device: torch.device, enabled: bool) -> nn.Module:
+    """`module` with its BatchNorm layers synchronised over the processes, if `enabled` and there
+    are several; the same weights and state-dict keys. Do it before building the optimiser, which
+    must hold the parameters that train."""
+    if world.size == 1 or not enabled:
         return module
-    if sync_batchnorm:
-        if device.type == "cuda":
-            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-        else:  # torch's SyncBatchNorm kernels are GPU-only
-            module = _swap_batchnorm(module, nn.BatchNorm2d, CpuSyncBatchNorm)
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _swap_batchnorm(module, nn.BatchNorm2d, CpuSyncBatchNorm)  # torch's kernels are GPU-only
+
+
+def wrap(module: nn.Module | None, world: World, device: torch.device) -> nn.Module | None:
+    """`module` (a model, or a compiled one: compile first, then wrap, as nanoGPT does) in
+    DistributedDataParallel; the module itself for a single process. DDP copies rank 0's weights
+    to every process here, so load them first."""
+    if world.size == 1 or module is None:
+        return module
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,7 @@ def train_segmenter(
     (config.json with "task": "segmenter" + generator.safetensors) and its val scores."""
     from .checkpoint import save_model
     from .networks import UNetGenerator, init_weights
-    from .train import resolve_device
+    from .predict import resolve_device
 
     out = Path(out)
     pal = load_palette(palette)
@@ -214,7 +214,7 @@ def evaluate_segmenter(
     segmenter: str | Path, data: str | Path, split: str = "val", device: str = "auto"
 ) -> dict[str, Any]:
     """The segmenter on the real photos of `split`: the FCN-score's ground-truth row."""
-    from .train import resolve_device
+    from .predict import resolve_device
 
     net, config = load_segmenter(segmenter, resolve_device(device))
     pal = load_palette(config.get("palette", "cityscapes"))
@@ -261,8 +261,7 @@ def evaluate_model(
 
     `mode` paper (default) runs G as the paper does at test time: dropout on and batch-1
     statistics (PAPER_NOTES: inference); `seed` fixes the dropout noise."""
-    from .predict import Pix2Pix, run_generator
-    from .train import resolve_device
+    from .predict import Pix2Pix, resolve_device, run_generator
 
     final = Path(out)
     if final.exists() and (not final.is_dir() or any(final.iterdir())) and not overwrite:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -111,9 +110,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _parse_settings(items: list[str] | None) -> dict[str, object]:
     """--set KEY=VALUE (config field names, dashes or underscores), values typed as the field."""
-    from .config import TrainConfig
+    from .config import FIELDS as fields
 
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     settings: dict[str, object] = {}
     for item in items or []:
         key, sep, value = item.partition("=")

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 NORMS = {
     # batch: the paper's choice; with batch 1 at test time it acts as instance norm (section 3.3)
@@ -357,3 +361,62 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+# --- building the networks of a run --------------------------------------------------------------
+
+
+def dropout_levels(depth: int, placement: str) -> dict[str, int]:
+    """UNetGenerator's dropout arguments for a placement. "paper": its defaults, the 3 decoder
+    levels nearest the bottleneck (CD512 x3, appendix 6.1.1, and the paper's Lua code).
+    "reference": the PyTorch reference code's, from the second level on, depth - 5 of them
+    (3 at 256 px as its unet_256, 2 at 128 px as its unet_128)."""
+    if placement == "paper":
+        return {}
+    if placement == "reference":
+        return {"dropout_levels": max(0, depth - 5), "dropout_first_level": 1}
+    raise ValueError(f"dropout placement {placement!r}: choose paper or reference")
+
+
+GENERATOR_CLASSES: dict[str, type[nn.Module]] = {"unet": UNetGenerator, "resnet": ResnetGenerator}
+
+
+def generator_settings(cfg: TrainConfig) -> tuple[str, dict]:
+    """(architecture, the generator class's arguments) of a run: what a model folder records."""
+    g, data = cfg.generator, cfg.data
+    settings: dict = {
+        "in_channels": data.in_channels,
+        "out_channels": data.out_channels,
+        "base_channels": g.channels,
+        "norm": g.norm,
+        "dropout": g.dropout,
+    }
+    if g.architecture == "unet":
+        settings.update(depth=cfg.depth, skips=g.skips, innermost_norm=g.innermost_norm)
+        settings.update(dropout_levels(cfg.depth, g.dropout_placement))
+    else:
+        settings.update(blocks=g.resnet_blocks)
+    return g.architecture, settings
+
+
+def build_generator(architecture: str, settings: dict) -> nn.Module:
+    """G of `architecture` ("unet" or "resnet") from its arguments, not yet initialised."""
+    if architecture not in GENERATOR_CLASSES:
+        raise ValueError(f"architecture {architecture!r}: choose one of {', '.join(GENERATOR_CLASSES)}")
+    return GENERATOR_CLASSES[architecture](**settings)
+
+
+def build_networks(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None]:
+    """G and, if the objective has an adversarial term, D; both initialised N(0, 0.02) from
+    torch's random stream (seed it first)."""
+    generator = build_generator(*generator_settings(cfg))
+    init_weights(generator)
+    objective = cfg.loss.terms
+    if objective.adversarial is None:
+        return generator, None  # "L1 only" trains no discriminator at all
+    # cGAN: D sees input and output concatenated on channels; GAN: the output only (Table 1)
+    d_in = cfg.data.out_channels + (cfg.data.in_channels if objective.conditional else 0)
+    d = cfg.discriminator
+    discriminator = PatchDiscriminator(d_in, d.channels, d.receptive_field, cfg.generator.norm)
+    init_weights(discriminator)
+    return generator, discriminator

@@ -88,6 +88,19 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return x, (top, left, h, w)
 
 
+def resolve_device(name: str) -> torch.device:
+    """A torch device from a flag: auto (cuda if present), cpu, cuda, cuda:N, mps."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: choose auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
 def run_generator(generator: nn.Module, x: torch.Tensor, mode: str = "paper", seed: int | None = None) -> torch.Tensor:
     """G(x) for a batch (B, C_in, H, W) of any H, W, in [-1, 1]; returns (B, C_out, H, W)."""
     multiple = size_multiple(generator)

@@ -39,6 +39,7 @@ from torch import nn
 
 from . import __version__
 from .checkpoint import MODEL_CONFIG, CheckpointError, build_generator, save_model
+from .networks import dropout_levels
 
 REFERENCE_REPO = "junyanz/pytorch-CycleGAN-and-pix2pix"
 # --netG of the reference -> (our architecture, U-Net levels or residual blocks)
@@ -217,8 +218,7 @@ def convert_reference(
             depth=size,
             skips=True,
             innermost_norm=False,
-            dropout_levels=size - 5,  # blocks 4 .. depth-2 of the reference
-            dropout_first_level=1,
+            **dropout_levels(size, "reference"),  # its dropout blocks, one level out from ours
         )
     else:
         generator_config.update(blocks=size)

@@ -214,8 +214,8 @@ def run_name(cfg: TrainConfig) -> str:
         if k not in ("data", "device", "workers") and (k not in defaults or v != defaults[k])
     }
     digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
-    direction = "photo2label" if cfg.direction == "AtoB" else "label2photo"
-    return f"{direction}-{cfg.objective}-{cfg.crop_size}px-{digest}"
+    direction = "photo2label" if cfg.data.direction == "AtoB" else "label2photo"
+    return f"{direction}-{cfg.loss.objective}-{cfg.data.crop_size}px-{digest}"
 
 
 def train_row(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> bool:
@@ -272,7 +272,7 @@ def reproduce(
         if not train_row(cfg, run_dir, progress):
             raise KeyboardInterrupt(f"stopped while training {run_dir}; run the same command again to continue")
 
-    size = configs[0][1].crop_size
+    size = configs[0][1].data.crop_size
     segmenter_path = None
     if exp.task == "label2photo" and set(exp.metric_names) & set(SCORES):
         segmenter_path = Path(segmenter) if segmenter else out / f"segmenter-{size}px"

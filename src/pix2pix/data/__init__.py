@@ -7,7 +7,7 @@ tensor of either side as an RGB image for sample grids.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import Dataset
 
@@ -15,6 +15,9 @@ from .aligned import AlignedDataset, Augment
 from .colorize import ColorizationDataset
 from .folders import FoldersDataset
 from .inpaint import InpaintingDataset
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
 
 # dataset_mode -> class; each takes (folder, direction, augment, in_channels, out_channels)
 DATASETS: dict[str, type[Dataset]] = {
@@ -43,6 +46,6 @@ def make_dataset(
     return DATASETS[mode](folder, direction, augment, in_channels, out_channels, **options)
 
 
-def dataset_options(cfg: Any) -> dict[str, Any]:
-    """The mode-specific settings of a TrainConfig, as keyword arguments for `make_dataset`."""
-    return {name: getattr(cfg, name) for name in DATASET_OPTIONS.get(cfg.dataset_mode, ())}
+def dataset_options(data: DataConfig) -> dict[str, Any]:
+    """The mode-specific settings of a run's data section, as keyword arguments for `make_dataset`."""
+    return {name: getattr(data, name) for name in DATASET_OPTIONS.get(data.mode, ())}

@@ -21,7 +21,7 @@ from ..config import GENERATORS, PREPROCESS, TrainConfig
 def cmd_check(args: argparse.Namespace) -> int:
     from .check import Requirements, check_dataset
 
-    defaults = TrainConfig()
+    defaults = TrainConfig().data
     crop = args.crop_size or defaults.crop_size
     multiple = 1
     if args.preprocess in ("none", "scale_width"):

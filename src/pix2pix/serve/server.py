@@ -20,7 +20,6 @@ requests must never run the generator at the same time.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import io
 import ipaddress
 import itertools
@@ -74,26 +73,36 @@ class Limits:
     max_queue: int = 8
     queue_seconds: float = 30.0
     read_seconds: float = 30.0
+    order: str = "smallest-first"  # or "arrival" (first come, first served)
 
     def __post_init__(self) -> None:
         if min(self.max_upload_bytes, self.max_pixels, self.max_queue) < 1:
             raise ValueError(f"limits must be positive, got {self}")
         if not (self.queue_seconds > 0 and self.read_seconds > 0):
             raise ValueError(f"time limits must be positive, got {self}")
+        if self.order not in ("smallest-first", "arrival"):
+            raise ValueError(f"order must be smallest-first or arrival, got {self.order!r}")
 
 
 class TurnQueue:
-    """Admission and order for the one generator: at most `size` requests at once, the
-    smallest image first (so a small drawing does not wait behind several large uploads, only
-    behind the one already running), each waiting at most `seconds` for its turn."""
+    """Admission and order for the one generator: at most `size` requests at once, each waiting
+    at most `seconds` for its turn. Waiting requests go smallest image first, so a small drawing
+    waits behind the one large upload already running, not behind every queued one; a request
+    that has waited `patience` seconds goes next whatever its size, so large ones are not starved."""
 
-    def __init__(self, size: int, seconds: float) -> None:
-        self.size, self.seconds = size, seconds
+    def __init__(self, size: int, seconds: float, smallest_first: bool = True, patience: float = 10.0) -> None:
+        self.size, self.seconds, self.smallest_first, self.patience = size, seconds, smallest_first, patience
         self._cond = threading.Condition()
-        self._waiting: list[tuple[int, int]] = []  # heap of (pixels, arrival number)
+        self._waiting: list[tuple[int, int, float]] = []  # (pixels, arrival number, arrival time)
         self._arrivals = itertools.count()
         self._busy = False
         self._mean_s = 0.5  # running mean of a turn's length, for Retry-After
+
+    def _next(self) -> tuple[int, int, float]:
+        oldest = min(self._waiting, key=lambda t: t[1])
+        if not self.smallest_first or time.monotonic() - oldest[2] >= self.patience:
+            return oldest
+        return min(self._waiting)
 
     @contextlib.contextmanager
     def turn(self, pixels: int) -> Iterator[float]:
@@ -106,17 +115,16 @@ class TurnQueue:
                     503, f"the server is busy ({self.size} requests queued); retry in {retry} s",
                     {"Retry-After": str(retry)},
                 )  # fmt: skip
-            ticket = (pixels, next(self._arrivals))
-            heapq.heappush(self._waiting, ticket)
-            while self._busy or self._waiting[0] != ticket:
+            ticket = (pixels, next(self._arrivals), start)
+            self._waiting.append(ticket)
+            while self._busy or self._next() != ticket:
                 left = start + self.seconds - time.monotonic()
                 if left <= 0:
                     self._waiting.remove(ticket)
-                    heapq.heapify(self._waiting)
                     self._cond.notify_all()
                     raise RequestError(503, f"waited {self.seconds:g} s for a turn; retry later", {"Retry-After": "5"})
-                self._cond.wait(left)
-            heapq.heappop(self._waiting)
+                self._cond.wait(min(left, 0.5))  # also wakes to see whether someone's patience ran out
+            self._waiting.remove(ticket)
             self._busy = True
         began = time.monotonic()
         try:
@@ -234,7 +242,8 @@ class Translator:
         self.name = name
         self.palette = load_palette(palette) if palette else None
         self.limits = limits or Limits()
-        self.queue = TurnQueue(self.limits.max_queue, self.limits.queue_seconds)
+        limits = self.limits
+        self.queue = TurnQueue(limits.max_queue, limits.queue_seconds, limits.order == "smallest-first")
 
     def info(self) -> dict[str, Any]:
         config = self.model.config

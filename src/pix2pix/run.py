@@ -1,0 +1,260 @@
+"""A run folder and the process around a run: what train.py writes and what it borrows.
+
+A run folder holds config.json (the flat configuration), log.jsonl (one line per logged step),
+samples/step_*.png (fixed validation images: input | output | target), checkpoint.pt (the
+resumable state, written atomically with a checksum) and model/ (release weights). Rank 0 of
+several processes alone writes it.
+
+`process_settings` owns the process-wide state a run changes (deterministic algorithms, thread
+count, cuDNN autotuning, cuBLAS workspace) and restores all of it afterwards; `seed_dropout` sets
+the run's random stream for this process; `StopSignals` turns Ctrl-C and SIGTERM into a request
+to stop after a whole step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from . import __version__, distributed
+from .checkpoint import FORMAT_VERSION, STATE_FILE, model_config, rng_state, save_model, save_state, set_rng_state
+from .config import TrainConfig
+
+RUN_FILES = ("config.json", "log.jsonl", STATE_FILE, "model", "samples")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked (would overwrite, or nothing to resume)."""
+
+
+class DiskFullError(OSError):
+    """A write that found its device full; the message says what is intact and what to do."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class RunDir:
+    """The files of one run. Writes only where `main` (rank 0); the others read or do nothing."""
+
+    def __init__(self, path: str | Path, main: bool = True) -> None:
+        self.path, self.main = Path(path), main
+        self._log = None
+
+    # --- starting ------------------------------------------------------------------------------
+
+    def check_new(self, overwrite: bool) -> None:
+        """Refuse to start a new run over an existing one unless `overwrite`."""
+        existing = [name for name in RUN_FILES if (self.path / name).exists()]
+        if existing and not overwrite:
+            raise RunDirError(
+                f"{self.path} already holds a run ({', '.join(existing)}); continue it with "
+                f"--resume {self.path}, start over with --overwrite, or choose another --run-dir"
+            )
+
+    def start(self, cfg: TrainConfig, overwrite: bool) -> None:
+        """A new run: clear the old run's files (checked by `check_new`), write config.json."""
+        self.check_new(overwrite)
+        for name in RUN_FILES:
+            path = self.path / name
+            if path.exists():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    def continue_at(self, step: int, generator: nn.Module, cfg: TrainConfig) -> None:
+        """A resumed run: drop what a killed run left after its checkpoint (temporary files, log
+        lines of steps that will run again, a cut-short line) and bring model/ to the step."""
+        for stale in self.path.glob(f"{STATE_FILE}.*.tmp"):
+            stale.unlink()
+        self._truncate_log(step)
+        try:
+            saved_step = json.loads((self.path / "model" / "config.json").read_text()).get("step")
+        except (OSError, ValueError):
+            saved_step = None
+        if saved_step != step:  # a write cut short (full disk, kill between the two files)
+            with self.disk_full_reported(step):
+                save_model(self.path / "model", generator, model_config(cfg) | {"step": step})
+
+    def _truncate_log(self, step: int) -> None:
+        path = self.path / "log.jsonl"
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a full disk or a crash: the step is logged again
+            if isinstance(record, dict) and record.get("step", step + 1) <= step:
+                kept.append(line)
+        path.write_text("".join(line + "\n" for line in kept))
+
+    # --- during the run ------------------------------------------------------------------------
+
+    def __enter__(self) -> RunDir:
+        if self.main:
+            self._log = open(self.path / "log.jsonl", "a")  # noqa: SIM115 - closed in __exit__
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._log is not None:
+            with contextlib.suppress(OSError):  # a full disk: the message comes from the first error
+                self._log.close()
+            self._log = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self._log is not None:
+            self._log.write(json.dumps(record) + "\n")
+            self._log.flush()
+
+    def save_sample(self, step: int, grid: Image.Image) -> None:
+        (self.path / "samples").mkdir(exist_ok=True)
+        grid.save(self.path / "samples" / f"step_{step:07d}.png")
+
+    def save_checkpoint(self, state: dict[str, Any], generator: nn.Module, cfg: TrainConfig) -> None:
+        """checkpoint.pt, then model/ (each atomic; model/config.json records the step)."""
+        with self.disk_full_reported(state["step"]):
+            save_state(self.path / STATE_FILE, state)
+            save_model(self.path / "model", generator, model_config(cfg) | {"step": state["step"]})
+
+    @contextlib.contextmanager
+    def disk_full_reported(self, step: int | None = None) -> Iterator[None]:
+        """Turn a write that found the disk full into one message: checkpoints and model files
+        are written atomically, so those of the previous checkpoint are intact. `step`: the
+        checkpoint being written, if that is what failed."""
+        try:
+            yield
+        except DiskFullError:
+            raise
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = Path(err.filename) if err.filename else self.path
+            free = shutil.disk_usage(self.path).free
+            doing = f" while writing the checkpoint of step {step}" if step is not None else ""
+            raise DiskFullError(
+                err.errno,
+                f"no space left on the device holding {where} ({free:,} bytes free){doing}; the previous "
+                f"checkpoint is intact. Free some space and continue with: pix2pix train --resume {self.path}",
+            ) from None
+
+
+def training_state(
+    cfg: TrainConfig, progress: Any, world: distributed.World, nets: Any, rngs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What checkpoint.pt holds: everything a resumed run needs to continue exactly."""
+    generator, discriminator = nets.generator, nets.discriminator
+    lr = nets.opt_g.param_groups[0]["lr"]
+    # the learning rate of the epoch, in the layout of torch's LambdaLR state (checkpoint format 1)
+    schedule = {"last_epoch": progress.epoch, "base_lrs": [cfg.optim.lr], "_last_lr": [lr]}
+    return {
+        "format": FORMAT_VERSION,
+        "version": __version__,
+        "config": cfg.to_dict(),
+        "step": progress.step,
+        "epoch": progress.epoch,
+        "image_in_epoch": progress.image_in_epoch,
+        "world_size": world.size,
+        "generator": generator.state_dict(),
+        "discriminator": None if discriminator is None else discriminator.state_dict(),
+        "opt_g": nets.opt_g.state_dict(),
+        "opt_d": None if nets.opt_d is None else nets.opt_d.state_dict(),
+        "sched_g": schedule,
+        "sched_d": None if discriminator is None else schedule,
+        "rng": rngs[0],
+        "rng_per_rank": rngs,
+    }
+
+
+# --- the process around a run ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def process_settings(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
+    """The process-wide settings a run needs, restored when it ends."""
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.get_num_threads(),
+        torch.backends.cudnn.benchmark,
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    )
+    deterministic = cfg.optim.deterministic
+    torch.use_deterministic_algorithms(deterministic)
+    if deterministic and device.type == "cpu":
+        # multi-threaded CPU kernels are not bitwise reproducible across processes on a busy
+        # machine (benchmarks/RESULTS.md), so exact runs use one intra-op thread
+        torch.set_num_threads(1)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        if deterministic:  # deterministic cuBLAS needs a fixed workspace (CUDA docs)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.set_num_threads(before[1])
+        torch.backends.cudnn.benchmark = before[2]
+        if before[3] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = before[3]
+
+
+def seed_dropout(state: dict[str, Any] | None, seed: int, world: distributed.World, step: int) -> None:
+    """This process's random stream for dropout, after the weights were drawn from `seed`.
+    Rank 0 continues the run's stream (so it draws what a single process draws); the other ranks
+    get their own seeded streams; a checkpoint holds every rank's stream."""
+    if state is not None:
+        rngs = state.get("rng_per_rank", [state["rng"]])
+        if world.rank < len(rngs):
+            set_rng_state(rngs[world.rank])
+            return
+    if state is not None or not world.main:  # a new rank > 0, or one more than the run had
+        torch.manual_seed(distributed.rank_seed(seed, world.rank, step))
+
+
+def gather_rng(world: distributed.World) -> list[dict[str, Any]]:
+    """Every process's random stream, for the checkpoint (a collective: all ranks call it)."""
+    return distributed.gather(rng_state(), world)
+
+
+class StopSignals:
+    """The first SIGINT / SIGTERM becomes a request to stop after the current step (a checkpoint
+    is then written, so resuming loses nothing); a second one interrupts at once. Every process
+    must leave the loop after the same step, or the others would wait in the next gradient sync
+    forever: `requested` is agreed over the processes."""
+
+    def __init__(self) -> None:
+        self._signals: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self._signals:
+            raise KeyboardInterrupt
+        self._signals.append(signum)
+
+    def requested(self, device: torch.device) -> bool:
+        return distributed.any_rank(bool(self._signals), device)
