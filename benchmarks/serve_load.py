@@ -25,7 +25,7 @@ import torch
 from pix2pix import Pix2Pix, __version__
 from pix2pix.networks import UNetGenerator, init_weights
 from pix2pix.serve import make_server
-from pix2pix.serve.server import Limits
+from pix2pix.serve import Limits
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import device_name, write_report  # noqa: E402

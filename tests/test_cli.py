@@ -195,3 +195,39 @@ def test_bad_preset_value_names_the_file(tmp_path: Path, capsys) -> None:
     preset.write_text("receptive_field = 50\n")
     err = _error(capsys, ["train", "--preset", str(preset), "--data", str(tmp_path)])
     assert str(preset) in err and "receptive_field = 50" in err
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running `code`."""
+    import subprocess
+    import sys
+
+    probe = code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_help_and_the_parsers_load_without_torch() -> None:
+    loaded = _modules_after(
+        "import contextlib, io\nfrom pix2pix.cli import build_parser, main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n    main(['--help'])\n"
+        "build_parser()"
+    )
+    assert "pix2pix.cli" in loaded and "torch" not in loaded
+
+
+TRAINING = ("pix2pix.train", "pix2pix.run", "pix2pix.losses", "pix2pix.distributed", "pix2pix.data.datasets")
+
+
+def test_translate_and_serve_import_nothing_of_training(tmp_path: Path, tiny_data: Path) -> None:
+    from .test_serve import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "model")
+    loaded = _modules_after(
+        "from pix2pix.cli import main\n"
+        f"assert main(['translate', '--model', {str(model)!r}, {str(tiny_data / 'val')!r}, "
+        f"'--out', {str(tmp_path / 'out')!r}]) == 0\n"
+        f"from pix2pix.serve import make_server\nmake_server({str(model)!r}, port=0).server_close()"
+    )
+    assert "pix2pix.predict" in loaded and "pix2pix.serve.demo" in loaded  # what ran
+    assert not [m for m in TRAINING if m in loaded]

@@ -16,7 +16,6 @@ from PIL import Image
 from pix2pix import Pix2Pix
 from pix2pix.cli import main
 from pix2pix.config import TrainConfig
-from pix2pix.data import make_dataset
 from pix2pix.data.aligned import Augment, DatasetError
 from pix2pix.data.colorize import (
     ColorizationDataset,
@@ -26,6 +25,7 @@ from pix2pix.data.colorize import (
     make_colorization_dataset,
     rgb_to_lab,
 )
+from pix2pix.data.datasets import make_dataset
 from pix2pix.data.inpaint import InpaintingDataset, hole_box
 from pix2pix.data.labels import (
     IGNORE,

@@ -468,7 +468,7 @@ def test_evaluate_replaces_an_earlier_evaluation_whole_or_refuses(data: Path, tm
 
 
 def _serving(tmp_path: Path, **limits):
-    from pix2pix.serve.server import Limits
+    from pix2pix.serve import Limits
 
     from .test_serve import Running, save_tiny_model
 

@@ -11,6 +11,13 @@ Example:
 
 __version__ = "0.1.0"
 
-from .predict import Pix2Pix  # noqa: E402
-
 __all__ = ["Pix2Pix", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    # loaded on first use: `pix2pix --help` and the command parsers need no torch
+    if name == "Pix2Pix":
+        from .predict import Pix2Pix
+
+        return Pix2Pix
+    raise AttributeError(f"module 'pix2pix' has no attribute {name!r}")

@@ -34,6 +34,7 @@ DATASET_MODES = ("aligned", "folders", "colorization", "inpainting")
 HOLES = ("center", "random")  # inpainting holes (data/inpaint.py)
 DROPOUT_PLACEMENTS = ("paper", "reference")
 RECEPTIVE_FIELDS = (1, 16, 34, 70, 142, 286)
+EVAL_TASKS = ("auto", "photo2label", "label2photo", "image")  # pix2pix evaluate --task
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 

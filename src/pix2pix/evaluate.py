@@ -36,11 +36,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import metrics
+from .config import EVAL_TASKS
 from .data.aligned import split_folder
 from .data.images import list_images, open_image, split_pair, to_image, to_tensor
 from .data.labels import IGNORE, Palette, colors_to_ids, load_palette, to_train_ids, train_ids_to_colors
 
-TASKS = ("auto", "photo2label", "label2photo", "image")
+TASKS = EVAL_TASKS
 SEGMENTER_TASK = "segmenter"
 
 

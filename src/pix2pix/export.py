@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import math
@@ -34,9 +33,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
+from . import __version__, extras
 from .checkpoint import CheckpointError, _fsync_replace
 from .data.images import mode_for_channels, open_image, to_tensor
+from .extras import MissingExtraError  # noqa: F401 - raised by require, named in docs
 from .predict import Pix2Pix, generator_mode, run_generator, size_multiple
 
 ONNX_OPSET = 18  # the dynamo exporter's own default; ONNX Runtime >= 1.14 runs it
@@ -47,21 +47,9 @@ RUNTIME_PACKAGES = ("onnxruntime",)
 META_PREFIX = "pix2pix."
 
 
-class MissingExtraError(ImportError):
-    """An optional dependency of the `export` extra is not installed; the message says how to fix it."""
-
-
 def require(packages: Sequence[str], purpose: str) -> list[ModuleType]:
     """Import the optional `packages`, or raise MissingExtraError naming them and the extra."""
-    modules, missing = [], []
-    for name in packages:
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise MissingExtraError(f"{purpose} needs {', '.join(missing)}, which is not installed: {INSTALL_HINT}")
-    return modules
+    return extras.require(packages, purpose, INSTALL_HINT)
 
 
 @contextlib.contextmanager

@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 from . import distributed
 from .checkpoint import STATE_FILE, load_state
 from .config import Objective, OptimConfig, SpeedConfig, TrainConfig, resumable_keys
-from .data import dataset_options, make_dataset
 from .data.aligned import Augment, DatasetError, EpochSampler, split_folder
+from .data.datasets import dataset_options, make_dataset
 from .losses import discriminator_loss, generator_loss
 from .networks import build_networks
 from .predict import resolve_device, run_generator

@@ -1,51 +1,7 @@
-"""Datasets and preparation tools. Every training dataset yields dicts with `real_a` (the input x,
+"""Datasets (datasets.py: the registry by dataset_mode) and preparation tools (check, prepare,
+download, colorize, edges, labels). This package imports nothing itself, so that the command
+parsers load without torch. Every training dataset yields dicts with `real_a` (the input x,
 (C_in, H, W) in [-1, 1]), `real_b` (the target y, (C_out, H, W)) and `path`, is indexed with an int
 (no augmentation) or with (index, seed) from EpochSampler (seeded jitter), and can `render` a
 tensor of either side as an RGB image for sample grids.
 """
-
-from __future__ import annotations
-
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from torch.utils.data import Dataset
-
-from .aligned import AlignedDataset, Augment
-from .colorize import ColorizationDataset
-from .folders import FoldersDataset
-from .inpaint import InpaintingDataset
-
-if TYPE_CHECKING:
-    from ..config import DataConfig
-
-# dataset_mode -> class; each takes (folder, direction, augment, in_channels, out_channels)
-DATASETS: dict[str, type[Dataset]] = {
-    "aligned": AlignedDataset,
-    "folders": FoldersDataset,  # A/ and B/ matched by file name
-    "colorization": ColorizationDataset,  # any photos: L -> ab in Lab
-    "inpainting": InpaintingDataset,  # any photos: with a hole -> whole
-}
-# TrainConfig fields that a mode takes beyond those five, passed on as keyword arguments
-DATASET_OPTIONS: dict[str, tuple[str, ...]] = {"inpainting": ("hole", "hole_size")}
-
-
-def make_dataset(
-    mode: str,
-    folder: Path,
-    direction: str = "AtoB",
-    augment: Augment | None = None,
-    in_channels: int = 3,
-    out_channels: int = 3,
-    **options: Any,
-) -> Dataset:
-    """The dataset of `mode` (TrainConfig.dataset_mode) over one split folder; `options` are the
-    mode's own settings (DATASET_OPTIONS, e.g. inpainting's hole and hole_size)."""
-    if mode not in DATASETS:
-        raise ValueError(f"dataset_mode {mode!r} is not available; available: {', '.join(sorted(DATASETS))}")
-    return DATASETS[mode](folder, direction, augment, in_channels, out_channels, **options)
-
-
-def dataset_options(data: DataConfig) -> dict[str, Any]:
-    """The mode-specific settings of a run's data section, as keyword arguments for `make_dataset`."""
-    return {name: getattr(data, name) for name in DATASET_OPTIONS.get(data.mode, ())}

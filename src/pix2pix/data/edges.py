@@ -21,8 +21,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .photos import write_pair_dataset
-
 EDGES_EXTRA = 'edge detection needs OpenCV: pip install "pix2pix[edges]" (or pip install opencv-python-headless)'
 HED_THRESHOLD = 25 / 255  # edge probability above which a pixel is an edge (HED post-processing)
 MIN_EDGE_PIXELS = 5
@@ -196,5 +194,7 @@ def make_edges_dataset(
 
     def make_input(photo: Image.Image) -> Image.Image:
         return edge_map(photo, model, threshold, min_size, low, high)
+
+    from .photos import write_pair_dataset  # torch's Dataset: loaded when pairs are written
 
     return write_pair_dataset(src, out, make_input, **options)

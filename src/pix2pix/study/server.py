@@ -14,7 +14,7 @@ Endpoints (refusals are JSON `{"error": ..., "status": ...}` with a 4xx status):
 
 The participant's identity is a random token in an HttpOnly, SameSite=Strict cookie set by the
 server; sessions are found from the token, so a page can only ever act on its own session.
-Safety as in the demo server (`pix2pix.serve.server`, whose request plumbing this reuses): binds
+Safety as in the demo server (`pix2pix.serve.http`, the request plumbing both servers share): binds
 127.0.0.1 unless told otherwise, refuses foreign `Host` (DNS rebinding) and cross-site `Origin`
 headers, checks `Content-Length` against a small limit before reading a body.
 """
@@ -27,13 +27,12 @@ import mimetypes
 import socket
 import threading
 from http.cookies import CookieError, SimpleCookie
-from http.server import ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..serve.server import DemoHandler, RequestError, _is_loopback
+from ..serve.http import JsonHandler, JsonServer, RequestError
 from .design import Protocol
 from .store import DEFAULT_ABANDON_AFTER_S, Refused, StudyStore
 
@@ -46,24 +45,12 @@ PAGE_HEADERS = {
 }
 
 
-class StudyHandler(DemoHandler):
-    """The demo server's handler plumbing (_send, _send_json, _check_origin, _drain, JSON errors),
-    with the study's routes."""
+class StudyHandler(JsonHandler):
+    """The study's routes on the shared JSON plumbing (serve/http.py)."""
 
     server: StudyServer
     server_version = "pix2pix-study"
     refusals = (RequestError, Refused)
-
-    def handle_expect_100(self) -> bool:
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = 0
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._send_error(RequestError(413, f"body of {length:,} bytes is over the limit of {MAX_BODY_BYTES:,}"))
-            return False
-        return super(DemoHandler, self).handle_expect_100()
 
     def _token(self) -> str | None:
         try:
@@ -115,7 +102,7 @@ class StudyHandler(DemoHandler):
             self.log_error("study request failed: %r", err)
             self._send_json(500, {"error": f"server error: {type(err).__name__}: {err}", "status": 500})
 
-    do_HEAD = do_GET  # DemoHandler's alias points at its own do_GET
+    do_HEAD = do_GET  # the base class's alias would point at its own do_GET
 
     # --- POST ----------------------------------------------------------------------------------
 
@@ -164,37 +151,23 @@ class StudyHandler(DemoHandler):
             self._send_json(200, store.answer(token, payload))
 
 
-class StudyServer(ThreadingHTTPServer):
+class StudyServer(JsonServer):
     """Serves one study folder; `url` is where to point a browser. `server_close()` also releases
     the study folder."""
 
-    daemon_threads = True
-    block_on_close = False
+    max_body_bytes = MAX_BODY_BYTES
 
     def __init__(self, address: tuple[str, int], store: StudyStore, log_requests: bool = False) -> None:
         self.store = store
-        self.log_requests = log_requests
-        self.read_seconds = 30.0  # a whole request (headers and body) must arrive within this
         self.cookie_name = f"pix2pix_study_{store.study.id}"
         self.page = (resources.files("pix2pix.study") / "static" / "index.html").read_bytes()
-        host = address[0]
-        self.loopback_only = _is_loopback(host)
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        if ":" in host:
-            self.address_family = socket.AF_INET6
         try:
-            super().__init__(address, StudyHandler)
+            super().__init__(address, StudyHandler, log_requests)
         except BaseException:
             store.close()
             raise
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1"
-        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
     # open connections are tracked so that closing the server ends them too: a keep-alive
     # connection must not go on being answered from a store that no longer holds the folder

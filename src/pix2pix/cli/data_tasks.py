@@ -39,7 +39,7 @@ def _report(counts: dict[str, int], out: str, kind: str) -> None:
 
 
 def cmd_colorize(args: argparse.Namespace) -> int:
-    from .colorize import make_colorization_dataset
+    from ..data.colorize import make_colorization_dataset
 
     counts = make_colorization_dataset(args.src, args.out, **_pair_options(args))
     _report(counts, args.out, "grey | colour")
@@ -48,7 +48,7 @@ def cmd_colorize(args: argparse.Namespace) -> int:
 
 
 def cmd_edges(args: argparse.Namespace) -> int:
-    from .edges import EdgeModel, MissingDependencyError, make_edges_dataset
+    from ..data.edges import EdgeModel, MissingDependencyError, make_edges_dataset
 
     try:
         model = EdgeModel(args.edge_model, args.edge_model_input) if args.edge_model else None
@@ -70,7 +70,7 @@ def cmd_edges(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .download import download_dataset
+    from ..data.download import download_dataset
 
     download_dataset(
         args.name,
@@ -86,8 +86,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands to the `pix2pix data` group (each sets `func`)."""
-    from .download import NAMES, URL_ENV
-    from .edges import EDGE_MODEL_INPUTS, HED_THRESHOLD, MIN_EDGE_PIXELS
+    from ..data.download import NAMES, URL_ENV
+    from ..data.edges import EDGE_MODEL_INPUTS, HED_THRESHOLD, MIN_EDGE_PIXELS
 
     p = sub.add_parser(
         "colorize",

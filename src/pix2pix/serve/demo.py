@@ -21,18 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import ipaddress
 import itertools
-import json
 import math
 import secrets
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,25 +36,13 @@ from urllib.parse import parse_qs, urlsplit
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..predict import MODES, Pix2Pix, size_multiple
+from .http import JsonHandler, JsonServer, RequestError
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MiB
 DEFAULT_MAX_PIXELS = 16_000_000  # 16 megapixels: about 3 GB of activations for the 256 px U-Net
 PALETTES = ("cityscapes", "facades")
 # formats PIL may try on an upload; the rest of its plugins are never consulted
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "PPM")
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
-DRAIN_BYTES = 64 * 1024 * 1024  # read and drop at most this much of a refused body (see _drain)
-
-
-class RequestError(Exception):
-    """A request we refuse: the HTTP status, a message the user can act on, and any headers
-    the answer needs (Retry-After for a full queue)."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
 
 
 @dataclass(frozen=True)
@@ -299,125 +282,11 @@ def _parse_query(query: str) -> tuple[str, int | None]:
     return mode, seed
 
 
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+class DemoHandler(JsonHandler):
+    """The demo's routes: the page, /health, /info and POST /translate."""
 
-
-def _hostname(netloc: str) -> str:
-    """'127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '::1'."""
-    try:
-        return urlsplit("//" + netloc).hostname or ""
-    except ValueError:
-        return ""
-
-
-class DemoHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive for the page's repeated requests
-    timeout = 60  # seconds a connection may sit idle or trickle its body
-    # headers and body go out in two writes; with Nagle on, a short body's last segment waits
-    # for the client's delayed ACK of the headers: 40 ms more per small PNG on Linux
-    disable_nagle_algorithm = True
     server: DemoServer
     server_version = "pix2pix-serve"
-    sys_version = ""
-
-    # --- plumbing -----------------------------------------------------------------------------
-
-    def handle_one_request(self) -> None:
-        """One request, with a bound on the time its client takes to send it: the socket's
-        timeout holds per read only, so a client trickling a byte at a time would otherwise keep
-        this thread forever. Past the bound the connection is shut down."""
-        self._watchdog = threading.Timer(self.server.read_seconds, self._cut_off)
-        self._watchdog.daemon = True
-        self._watchdog.start()
-        try:
-            super().handle_one_request()
-        finally:
-            self._watchdog.cancel()
-
-    def _request_read(self) -> None:
-        """The whole request is in: the read bound no longer applies."""
-        self._watchdog.cancel()
-
-    def _cut_off(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        if self.server.log_requests:
-            super().log_message(format, *args)
-
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(payload).encode() + b"\n", "application/json", headers)
-
-    def _send_error(self, err: RequestError, headers: dict[str, str] | None = None) -> None:
-        headers = {**(getattr(err, "headers", None) or {}), **(headers or {})}
-        with contextlib.suppress(OSError):  # the client may be gone (or cut off for trickling)
-            self._send_json(err.status, {"error": err.message, "status": err.status}, headers)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The base class's own errors (malformed request line, headers too long): JSON too."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):  # the client may be gone already
-            self._send_json(code, {"error": message or HTTPStatus(code).phrase, "status": code})
-
-    def _check_origin(self) -> None:
-        """Refuse other sites: a Host header that is not ours (DNS rebinding) and a cross-site
-        Origin (a page elsewhere posting to this server through the user's browser)."""
-        host = self.headers.get("Host", "")
-        if self.server.loopback_only and host and not _is_loopback(_hostname(host)):
-            raise RequestError(403, f"Host {host!r} refused: this server only answers on localhost")
-        origin = self.headers.get("Origin")
-        if origin is not None and urlsplit(origin).netloc != host:
-            raise RequestError(403, f"cross-origin request from {origin!r} refused")
-
-    def handle_expect_100(self) -> bool:
-        """`Expect: 100-continue` (curl sends it above 1 MB): refuse an oversized upload before
-        the client sends it."""
-        limit = self.server.translator.limits.max_upload_bytes
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = 0
-        if length > limit:
-            self.close_connection = True
-            message = f"upload of {length:,} bytes is over this server's limit of {limit:,} bytes (--max-upload-mb)"
-            self._send_error(RequestError(413, message))
-            return False
-        return super().handle_expect_100()
-
-    def _drain(self, remaining: int) -> None:
-        """Read and drop (part of) a body we refused, so that closing the socket does not reset
-        the connection before the client has read our error answer."""
-        self.connection.settimeout(2)
-        try:
-            while remaining > 0:
-                chunk = self.rfile.read(min(remaining, 1 << 16))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-        except OSError:
-            pass
 
     # --- routes -------------------------------------------------------------------------------
 
@@ -449,38 +318,6 @@ class DemoHandler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
-    # exceptions answered as their 4xx JSON error; a subclass may add its own (.status, .message)
-    refusals: tuple[type[Exception], ...] = (RequestError,)
-
-    def _handle_post(self, handle: Callable[[int], None], what: str) -> None:
-        """Run `handle(content_length)`, turning every failure into a JSON answer: refusals as
-        their 4xx (draining a body left unread), anything else as a 500, the server going on.
-        `handle` sets `self._unread = 0` once it has read the body."""
-        try:
-            length = int(self.headers.get("Content-Length", "-1"))
-        except ValueError:
-            length = -1
-        self._unread = max(length, 0)  # bytes of the body still in the socket
-        try:
-            self._check_origin()
-            handle(length)
-        except self.refusals as err:
-            unread = self._unread
-            if unread:  # a body we did not read: this connection cannot carry another request
-                self.close_connection = True
-            self._send_error(
-                RequestError(err.status, err.message, getattr(err, "headers", None)),
-                {"Allow": "GET, HEAD"} if err.status == 405 else None,
-            )
-            if unread:
-                self._drain(min(unread, DRAIN_BYTES))
-        except (ConnectionError, TimeoutError):
-            self.close_connection = True
-        except Exception as err:  # noqa: BLE001 - the server must answer and keep running
-            self.close_connection = True
-            self.log_error("%s failed: %r", what, err)
-            self._send_json(500, {"error": f"{what} failed: {type(err).__name__}: {err}", "status": 500})
-
     def do_POST(self) -> None:  # noqa: N802
         self._handle_post(self._translate, "translation")
 
@@ -509,29 +346,20 @@ class DemoHandler(BaseHTTPRequestHandler):
         self._send(200, png, "image/png", headers)
 
 
-class DemoServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer serving one Translator; `url` is where to point a browser."""
-
-    daemon_threads = True
-    block_on_close = False
+class DemoServer(JsonServer):
+    """Serves one Translator; `url` is where to point a browser."""
 
     def __init__(self, address: tuple[str, int], translator: Translator, log_requests: bool = False) -> None:
         self.translator = translator
+        self.max_body_bytes = translator.limits.max_upload_bytes
         self.read_seconds = translator.limits.read_seconds
-        self.log_requests = log_requests
         self.page = (resources.files("pix2pix.serve") / "static" / "index.html").read_bytes()
-        host = address[0]
-        self.loopback_only = _is_loopback(host)
-        if ":" in host:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, DemoHandler)
+        super().__init__(address, DemoHandler, log_requests)
 
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1"
-        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    def too_large(self, length: int) -> str:
+        return (
+            f"upload of {length:,} bytes is over this server's limit of {self.max_body_bytes:,} bytes (--max-upload-mb)"
+        )
 
 
 def model_name(path: str | Path) -> str:

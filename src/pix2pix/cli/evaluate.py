@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from .evaluate import TASKS
+from ..config import EVAL_TASKS as TASKS
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_model
+    from ..evaluate import evaluate_model
 
     if not args.model or not args.data:
         raise ValueError("pix2pix evaluate needs --model PATH and --data DIR (or a subcommand: train-segmenter)")
@@ -57,7 +57,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train_segmenter(args: argparse.Namespace) -> int:
-    from .evaluate import train_segmenter
+    from ..evaluate import train_segmenter
 
     out = Path(args.out)
     if (out / "generator.safetensors").exists() and not args.overwrite:
@@ -84,7 +84,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from .reproduce import SETS, reproduce
+    from ..reproduce import SETS, reproduce
 
     if args.list:
         for name, exp in SETS.items():
@@ -110,7 +110,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _parse_settings(items: list[str] | None) -> dict[str, object]:
     """--set KEY=VALUE (config field names, dashes or underscores), values typed as the field."""
-    from .config import FIELDS as fields
+    from ..config import FIELDS as fields
 
     settings: dict[str, object] = {}
     for item in items or []:

@@ -19,7 +19,7 @@ from ..config import GENERATORS, PREPROCESS, TrainConfig
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import Requirements, check_dataset
+    from ..data.check import Requirements, check_dataset
 
     defaults = TrainConfig().data
     crop = args.crop_size or defaults.crop_size
@@ -57,7 +57,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_combine(args: argparse.Namespace) -> int:
-    from .prepare import combine_folders
+    from ..data.prepare import combine_folders
 
     result = combine_folders(
         args.a_dir,
@@ -82,7 +82,7 @@ def cmd_combine(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from .prepare import split_dataset
+    from ..data.prepare import split_dataset
 
     result = split_dataset(
         args.folder,

@@ -1,86 +1,15 @@
-"""The `pix2pix` command: subcommands that map flags onto TrainConfig and the library functions.
-
-pix2pix train --data DIR [--direction BtoA] [--preset NAME] [--run-dir DIR] [any config flag]
-pix2pix train --resume RUN_DIR [--max-steps N]
-pix2pix translate --model PATH INPUT... --out DIR [--mode paper|eval] [--seed N] [--backend onnxruntime]
-pix2pix export --model PATH --format onnx OUT.onnx [--check]
-pix2pix import-reference latest_net_G.pth --arch unet_256 --norm batch OUT_DIR
-pix2pix serve --model PATH [--palette cityscapes|facades|none] [--port 8000]
-pix2pix demo            # train on the built-in shapes data, then translate with the model
-pix2pix presets         # list the shipped paper presets
-pix2pix study create|serve|report   # the AMT "real vs fake" study of Tables 4-5
-"""
+"""`pix2pix translate`, `export`, `import-reference` and `serve`: using a trained model. Nothing
+here imports the training code."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-from . import __version__
-from .config import FIELDS, FILE_ORDER, TrainConfig, list_presets, load_preset
-from .data.commands import register as register_layout_commands
-from .data.task_commands import register as register_task_commands
-from .evaluation_commands import register as register_evaluation_commands
-from .export import ONNX_OPSET, MissingExtraError
-from .study.commands import register as register_study_commands
-
-
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, default None so we know which the user gave."""
-    group = parser.add_argument_group("run configuration (defaults: the paper's; a preset may change them)")
-    for key in FILE_ORDER:
-        f = FIELDS[key]
-        flag = "--" + key.replace("_", "-")
-        names = [flag, "--lambda"] if key == "lambda_l1" else [flag]
-        help_text = f"{f.metadata['help']} (default: {f.default})"
-        if isinstance(f.default, bool):
-            group.add_argument(*names, dest=key, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            group.add_argument(
-                *names,
-                dest=key,
-                type=type(f.default),
-                default=None,
-                choices=f.metadata.get("choices"),
-                help=help_text,
-            )
-
-
-def _given_config(args: argparse.Namespace) -> dict[str, Any]:
-    return {key: getattr(args, key) for key in FILE_ORDER if getattr(args, key) is not None}
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from .train import config_for_resume, train
-
-    overrides = _given_config(args)
-    if args.resume:
-        if args.preset:
-            raise ValueError("--resume continues a run with its saved config; drop --preset")
-        cfg = config_for_resume(args.resume, overrides)
-        run_dir = Path(args.resume)
-    else:
-        values = load_preset(args.preset) if args.preset else {}
-        values.update(overrides)
-        cfg = TrainConfig.from_dict(values, f"preset {args.preset}" if args.preset else "flags")
-        name = args.preset or (Path(cfg.run.data).name if cfg.run.data else "run")
-        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name.replace(":", "_")
-    summary = train(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.no_progress)
-    if summary["rank"] != 0:  # under torchrun, rank 0 reports for all processes
-        return 130 if summary["interrupted"] else 0
-    losses = ", ".join(f"{k} {v:.4f}" for k, v in summary["losses"].items())
-    if summary["interrupted"]:
-        print(f"stopped at step {summary['step']}; checkpoint saved. Continue with: pix2pix train --resume {run_dir}")
-        return 130
-    print(f"trained {summary['step']} steps in {summary['seconds']:.1f} s ({losses})")
-    print(f"model: {summary['model']}   samples: {run_dir / 'samples'}   log: {run_dir / 'log.jsonl'}")
-    return 0
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from .predict import Pix2Pix, resolve_device
+    from ..predict import Pix2Pix, resolve_device
 
     # ONNX graphs are exported in eval mode, so that is the onnxruntime backend's only mode
     mode = args.mode or ("eval" if args.backend == "onnxruntime" else "paper")
@@ -90,7 +19,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
                 "--mode paper (dropout on, test-batch statistics) needs --backend torch: ONNX models are "
                 "exported in eval mode; drop --mode or pass --mode eval"
             )
-        from .export import load_onnx
+        from ..export import load_onnx
 
         model = load_onnx(args.model, device=args.device)
     else:
@@ -113,9 +42,10 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .data.images import is_image_file, list_images
-    from .export import (
+    from ..data.images import is_image_file, list_images
+    from ..export import (
         EXPORT_PACKAGES,
+        ONNX_OPSET,
         PARITY_TOLERANCE,
         RUNTIME_PACKAGES,
         OnnxGenerator,
@@ -123,7 +53,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         export_onnx,
         require,
     )
-    from .predict import Pix2Pix, size_multiple
+    from ..predict import Pix2Pix, size_multiple
 
     check = args.check or bool(args.check_images)
     require(EXPORT_PACKAGES + (RUNTIME_PACKAGES if check else ()), "pix2pix export")
@@ -140,10 +70,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             raise FileNotFoundError(f"{item}: not an image file or a folder of images")
     model = Pix2Pix.load(args.model)
-    export_onnx(model.generator, model.config, out, opset=args.opset)
+    opset = args.opset or ONNX_OPSET
+    export_onnx(model.generator, model.config, out, opset=opset)
     multiple = size_multiple(model.generator)
     print(
-        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {args.opset}, eval mode): "
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {opset}, eval mode): "
         f"dynamic batch, height and width (multiples of {multiple})"
     )
     if not check:
@@ -162,8 +93,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """The browser demo: a drawing page and the /translate API on --host:--port."""
-    from .predict import Pix2Pix, resolve_device
-    from .serve import Limits, make_server, model_name
+    from ..predict import Pix2Pix, resolve_device
+    from ..serve import Limits, make_server, model_name
 
     limits = Limits(
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
@@ -201,7 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_import_reference(args: argparse.Namespace) -> int:
-    from .reference import import_reference
+    from ..reference import import_reference
 
     config = import_reference(
         args.file, args.out, args.arch, args.norm, args.direction, dropout=args.dropout, overwrite=args.overwrite
@@ -215,53 +146,7 @@ def cmd_import_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """The README's first command: a short run on builtin:shapes, then translate its val set."""
-    from .predict import Pix2Pix
-    from .train import train
-
-    values = load_preset("shapes")
-    if args.max_steps:
-        values["max_steps"] = args.max_steps
-    cfg = TrainConfig.from_dict(values, "preset shapes")
-    run_dir = Path(args.run_dir)
-    summary = train(cfg, run_dir, overwrite=args.overwrite, progress=not args.no_progress)
-    model = Pix2Pix.load(run_dir / "model")
-    out = run_dir / "translated"
-    written = model.translate_files([run_dir / "data" / "val"], out, half="input", seed=0, overwrite=True)
-    print(f"trained {summary['step']} steps in {summary['seconds']:.0f} s on builtin:shapes")
-    print(f"samples (input | output | target): {run_dir / 'samples'}")
-    print(f"model: {run_dir / 'model'}; translated {len(written)} val images into {out}")
-    return 0
-
-
-def cmd_presets(args: argparse.Namespace) -> int:
-    import tomllib
-    from importlib import resources
-
-    for name in list_presets():
-        text = (resources.files("pix2pix") / "presets" / f"{name}.toml").read_text()
-        description = tomllib.loads(text).get("description", "")
-        print(f"{name:28s} {description}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pix2pix", description="Paired image-to-image translation (Isola et al. 2016)."
-    )
-    parser.add_argument("--version", action="version", version=f"pix2pix {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train a model (or resume a run)")
-    p.add_argument("--preset", help="a shipped preset (see `pix2pix presets`) or a .toml file")
-    p.add_argument("--run-dir", help="where the run is written (default: runs/<preset or data name>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --run-dir")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_config_flags(p)
-    p.set_defaults(func=cmd_train)
-
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("translate", help="translate images of any size with a trained model")
     p.add_argument("--model", required=True, help="model folder (config.json + generator.safetensors) or run dir")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
@@ -303,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder (config.json + generator.safetensors) or run dir")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="output format")
     p.add_argument("out", metavar="OUT", help="the file to write, e.g. model.onnx")
-    p.add_argument("--opset", type=int, default=ONNX_OPSET, help=f"ONNX opset (default: {ONNX_OPSET})")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's, 18)")
     p.add_argument(
         "--check",
         action="store_true",
@@ -374,45 +259,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("demo", help="train briefly on the built-in shapes data and translate with the result")
-    p.add_argument("--run-dir", default="runs/shapes")
-    p.add_argument("--max-steps", type=int, default=0, help="shorter or longer than the preset's run")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("data", help="check and prepare datasets")
-    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
-    register_layout_commands(data_sub)
-    register_task_commands(data_sub)
-
-    p = sub.add_parser("study", help='"real vs fake" perceptual study (Tables 4-5): create, serve, report')
-    study_sub = p.add_subparsers(dest="study_command", required=True, metavar="COMMAND")
-    register_study_commands(study_sub)
-
-    register_evaluation_commands(sub)
-
-    p = sub.add_parser("presets", help="list the shipped presets (paper experiments)")
-    p.set_defaults(func=cmd_presets)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept (resume with pix2pix train --resume RUN_DIR)", file=sys.stderr)
-        return 130
-    except (ValueError, OSError, MissingExtraError) as err:
-        # our errors (DatasetError, ImageError, RunDirError, CheckpointError, bad configs) are
-        # ValueErrors naming the file or key; OSError covers missing or unwritable paths;
-        # MissingExtraError names the optional packages and the pip command that installs them
-        print(f"pix2pix: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .design import PAIRINGS, QUESTION, Protocol, create_study, parse_fake
+from ..study.design import PAIRINGS, QUESTION, Protocol, create_study, parse_fake
 
 PAPER = Protocol()
 
@@ -52,7 +52,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import make_study_server
+    from ..study.server import make_study_server
 
     server = make_study_server(
         args.study,
@@ -92,7 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report, format_markdown
+    from ..study.report import build_report, format_markdown
 
     report = build_report(args.study, args.resamples, args.seed, args.include_incomplete)
     markdown = format_markdown(report)
