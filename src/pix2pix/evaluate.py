@@ -27,6 +27,7 @@ import json
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from . import metrics
 from .config import EVAL_TASKS
@@ -133,14 +135,7 @@ def train_segmenter(
     pal = load_palette(palette)
     files = list_pairs(data, "train")
     dev = resolve_device(device)
-    # decode once: at 256 px the 2975 Cityscapes pairs take 0.6 GB as uint8
-    photos, labels = [], []
-    for path in files:
-        photo, label = _halves(path, photo_half)
-        photos.append(np.asarray(_resize(photo, size), dtype=np.uint8))
-        labels.append(_label_ids(label, pal, size))
-    photos_u8 = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2)  # (N, 3, S, S) uint8
-    labels_u8 = torch.from_numpy(np.stack(labels))  # (N, S, S) uint8, 255 = ignore
+    photos_u8, labels_u8 = _decode_pairs(files, pal, size, photo_half)
     n = len(files)
     steps = steps or math.ceil(n / batch_size) * 20
 
@@ -181,29 +176,47 @@ def train_segmenter(
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - started
-    config = {
-        "task": SEGMENTER_TASK,
-        "architecture": "unet",
-        "generator": {
-            "in_channels": 3,
-            "out_channels": pal.num_classes,
-            "base_channels": channels,
-            "depth": depth,
-            "norm": "batch",
-            "dropout": 0.0,
-            "output": "logits",
-        },
-        "palette": palette,
-        "crop_size": size,
-        "photo_half": photo_half,
-        "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "data": str(data)},
-        "train_seconds": round(seconds, 1),
-    }
-    save_model(out, net.cpu(), config)
+    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "data": str(data)}
+    save_model(out, net.cpu(), _segmenter_config(pal, palette, channels, depth, size, photo_half, recipe, seconds))
     scores = evaluate_segmenter(out, data, device=device)
     result = {"steps": steps, "seconds": round(seconds, 1), "val": scores}
     (out / "done.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _decode_pairs(files: list[Path], pal: Palette, size: int, photo_half: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training photos (N, 3, S, S) and label ids (N, S, S, 255 = ignore), as uint8, decoded
+    once (at 256 px the 2975 Cityscapes pairs take 0.6 GB)."""
+    photos, labels = [], []
+    for path in files:
+        photo, label = _halves(path, photo_half)
+        photos.append(np.asarray(_resize(photo, size), dtype=np.uint8))
+        labels.append(_label_ids(label, pal, size))
+    return torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2), torch.from_numpy(np.stack(labels))
+
+
+def _segmenter_config(
+    pal: Palette,
+    palette: str,
+    channels: int,
+    depth: int,
+    size: int,
+    photo_half: str,
+    recipe: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
+    """The segmenter's model config.json: a U-Net with a linear head, one score per class."""
+    generator = {"in_channels": 3, "out_channels": pal.num_classes, "base_channels": channels, "depth": depth}
+    return {
+        "task": SEGMENTER_TASK,
+        "architecture": "unet",
+        "generator": generator | {"norm": "batch", "dropout": 0.0, "output": "logits"},
+        "palette": palette,
+        "crop_size": size,
+        "photo_half": photo_half,
+        "recipe": recipe,
+        "train_seconds": round(seconds, 1),
+    }
 
 
 def _halves(path: Path, photo_half: str) -> tuple[Image.Image, Image.Image]:
@@ -262,148 +275,213 @@ def evaluate_model(
 
     `mode` paper (default) runs G as the paper does at test time: dropout on and batch-1
     statistics (PAPER_NOTES: inference); `seed` fixes the dropout noise."""
-    from .predict import Pix2Pix, resolve_device, run_generator
+    from .predict import run_generator
 
     final = Path(out)
     if final.exists() and (not final.is_dir() or any(final.iterdir())) and not overwrite:
         raise EvaluationError(
             f"{final} already holds an evaluation; pass --overwrite to replace it whole, or choose another --out"
         )
-    if task not in TASKS:
-        raise EvaluationError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    if task == "auto":
-        task = "label2photo" if segmenter is not None else "image"
-    if task == "label2photo" and segmenter is None:
-        raise EvaluationError(
-            "label2photo (FCN-score) needs a segmenter: pass --segmenter PATH, a folder made by "
-            "`pix2pix evaluate train-segmenter`"
-        )
-    dev = resolve_device(device)
-    p2p = Pix2Pix.load(model, dev)
-    if p2p.colorization or p2p.in_channels != 3 or p2p.out_channels != 3:
-        raise EvaluationError(
-            f"{model}: evaluate handles RGB -> RGB models "
-            f"(this one is {p2p.in_channels} -> {p2p.out_channels} channels)"
-        )
-    size = int(size or p2p.config.get("crop_size", 256))
-    pal = load_palette(palette) if task in ("photo2label", "label2photo") else None
-    seg_net = None
-    if task == "label2photo":
-        seg_net, seg_config = load_segmenter(segmenter, dev)
-        if int(seg_config["crop_size"]) != size:
-            raise EvaluationError(
-                f"{segmenter}: the segmenter was trained at {seg_config['crop_size']} px but the images are "
-                f"scored at {size} px; train one at {size} px or pass --size {seg_config['crop_size']}"
-            )
-    if perceptual:
-        from .features import METRIC_WEIGHTS, find_weights
-
-        unknown = sorted(set(perceptual) - set(METRIC_WEIGHTS))
-        if unknown:
-            raise EvaluationError(
-                f"unknown perceptual metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_WEIGHTS)}"
-            )
-        for name in sorted({f for m in perceptual for f in METRIC_WEIGHTS[m]}):
-            find_weights(name, weights)  # WeightsMissingError names the file, size, hash and place
+    setup = _Setup.make(model, task, segmenter, palette, size, perceptual, weights, device)
     files = list_pairs(data, split)[:limit]
-    out = final.parent / f".{final.name}.partial"  # moved to `final` when complete
-    shutil.rmtree(out, ignore_errors=True)  # what an interrupted evaluation left
-    (out / "images").mkdir(parents=True, exist_ok=True)
-
-    k = pal.num_classes if pal else 0
-    hist = np.zeros((k, k + 1), dtype=np.int64)
-    hist_real = np.zeros_like(hist)
-    sums = {"l1": 0.0, "l2": 0.0, "psnr": 0.0, "ssim": 0.0}
-    lab = {"out": {}, "real": {}}
-    rgb = {"out": {}, "real": {}}
-    shown: list[dict[str, str]] = []
-    kept_real: list[np.ndarray] = []  # for FID / KID / LPIPS: (S, S, 3) float32 in [0, 1]
-    kept_fake: list[np.ndarray] = []
-    started = time.perf_counter()
+    folder = final.parent / f".{final.name}.partial"  # moved to `final` when complete
+    shutil.rmtree(folder, ignore_errors=True)  # what an interrupted evaluation left
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    scores, shown, started = _Scores(setup, bool(perceptual)), [], time.perf_counter()
     for i, path in enumerate(files):
         left, right = split_pair(open_image(path, "RGB"), path)
-        source, target = (right, left) if p2p.input_half == "right" else (left, right)
-        x = _to_net(_resize(source, size))[None]  # (1, 3, S, S) in [-1, 1]
-        y = run_generator(p2p.generator, x, mode, None if seed is None else seed + i)[0]  # (3, S, S)
-        out_img = to_image(y)  # the 8-bit photo a user gets
-        target_img = _resize(target, size)
-        a, b = _to_unit(out_img), _to_unit(target_img)
-        sums["l1"] += metrics.l1(a, b)
-        sums["l2"] += metrics.l2(a, b)
-        sums["psnr"] += min(metrics.psnr(a, b), 100.0)  # identical images: capped, not inf
-        sums["ssim"] += metrics.ssim(a, b)
-        if perceptual:
-            kept_fake.append(a.astype(np.float32))
-            kept_real.append(b.astype(np.float32))
-        if task == "photo2label":
-            pred = to_train_ids(colors_to_ids(out_img, pal), pal)
-            hist += metrics.confusion_matrix(pred, _label_ids(target, pal, size), k)
-        else:
-            for store, image in (("out", a), ("real", b)):
-                for ch, counts in metrics.lab_histograms(image).items():
-                    lab[store][ch] = lab[store].get(ch, 0) + counts
-                for ch, counts in metrics.rgb_histograms(image).items():
-                    rgb[store][ch] = rgb[store].get(ch, 0) + counts
-        if task == "label2photo":
-            truth = _label_ids(source, pal, size)
-            pred = segment(seg_net, _to_net(out_img)[None])[0]  # the 8-bit photo a user gets
-            hist += metrics.confusion_matrix(pred, truth, k)
-            real_pred = segment(seg_net, _to_net(target_img)[None])[0]
-            hist_real += metrics.confusion_matrix(real_pred, truth, k)
+        source, target = (right, left) if setup.model.input_half == "right" else (left, right)
+        source, target = _resize(source, setup.size), _resize(target, setup.size)
+        x = _to_net(source)[None]  # (1, 3, S, S) in [-1, 1]
+        y = run_generator(setup.model.generator, x, mode, None if seed is None else seed + i)[0]  # (3, S, S)
+        output = to_image(y)  # the 8-bit photo a user gets
+        segmented = scores.add(source, output, target)
         if i < gallery:
-            names = {}
-            for kind, image in (("input", _resize(source, size)), ("output", out_img), ("target", target_img)):
-                name = f"images/{i:04d}_{kind}.png"
-                image.save(out / name)
-                names[kind] = name
-            if task == "label2photo":
-                name = f"images/{i:04d}_segmented.png"
-                train_ids_to_colors(pred, pal).save(out / name)
-                names["segmented"] = name
-            shown.append({"file": path.name, **names})
-
-    n = len(files)
-    result: dict[str, Any] = {
+            shown.append(_save_gallery(folder, i, path.name, source, output, target, segmented, setup.palette))
+    result = {
         "model": str(model),
         "data": str(data),
         "split": split,
-        "images": n,
-        "size": size,
-        "task": task,
+        "images": len(files),
+        "size": setup.size,
+        "task": setup.task,
         "mode": mode,
         "seed": seed,
         "seconds": round(time.perf_counter() - started, 1),
-        "image": {key: value / n for key, value in sums.items()},
-        "conventions": {
-            "images": "RGB in [0, 1] at size x size; L1 and L2 are means over pixels and channels",
-            "psnr": "dB, data range 1, per image then averaged (capped at 100 dB for identical images)",
-            "ssim": "Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, valid positions, "
-            "averaged over channels, per image then averaged",
-        },
+        **scores.result(absent),
+        "conventions": CONVENTIONS,
     }
-    if task == "photo2label":
-        result["segmentation"] = {**metrics.segmentation_scores(hist, absent), "classes": pal.train_classes}
-    if task == "label2photo":
-        result["fcn"] = {**metrics.segmentation_scores(hist, absent), "classes": pal.train_classes}
-        result["fcn_ground_truth"] = {**metrics.segmentation_scores(hist_real, absent), "classes": pal.train_classes}
+    if setup.task == "label2photo":
         result["segmenter"] = str(segmenter)
     if perceptual:
         from .features import perceptual_scores
 
-        result["perceptual"] = perceptual_scores(kept_real, kept_fake, weights, tuple(perceptual), device=dev)
-    if task != "photo2label":
+        result["perceptual"] = perceptual_scores(
+            scores.kept_real, scores.kept_fake, weights, tuple(perceptual), device=setup.device
+        )
+    _write_report(folder, result, shown, scores)
+    _replace_folder(folder, final)
+    return result
+
+
+CONVENTIONS = {
+    "images": "RGB in [0, 1] at size x size; L1 and L2 are means over pixels and channels",
+    "psnr": "dB, data range 1, per image then averaged (capped at 100 dB for identical images)",
+    "ssim": "Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, valid positions, "
+    "averaged over channels, per image then averaged",
+}
+
+
+@dataclass
+class _Setup:
+    """What an evaluation runs with: the model, the task, the size, the label palette and the
+    FCN-score segmenter; checked before any image is translated."""
+
+    model: Any
+    task: str
+    size: int
+    palette: Palette | None
+    segmenter: nn.Module | None
+    device: torch.device
+
+    @classmethod
+    def make(cls, model, task, segmenter, palette, size, perceptual, weights, device) -> _Setup:  # noqa: ANN001
+        from .predict import Pix2Pix, resolve_device
+
+        if task not in TASKS:
+            raise EvaluationError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        if task == "auto":
+            task = "label2photo" if segmenter is not None else "image"
+        if task == "label2photo" and segmenter is None:
+            raise EvaluationError(
+                "label2photo (FCN-score) needs a segmenter: pass --segmenter PATH, a folder made by "
+                "`pix2pix evaluate train-segmenter`"
+            )
+        dev = resolve_device(device)
+        p2p = Pix2Pix.load(model, dev)
+        if p2p.colorization or p2p.in_channels != 3 or p2p.out_channels != 3:
+            raise EvaluationError(
+                f"{model}: evaluate handles RGB -> RGB models "
+                f"(this one is {p2p.in_channels} -> {p2p.out_channels} channels)"
+            )
+        size = int(size or p2p.config.get("crop_size", 256))
+        pal = load_palette(palette) if task in ("photo2label", "label2photo") else None
+        seg_net = None
+        if task == "label2photo":
+            seg_net, seg_config = load_segmenter(segmenter, dev)
+            if int(seg_config["crop_size"]) != size:
+                raise EvaluationError(
+                    f"{segmenter}: the segmenter was trained at {seg_config['crop_size']} px but the images are "
+                    f"scored at {size} px; train one at {size} px or pass --size {seg_config['crop_size']}"
+                )
+        if perceptual:
+            from .features import METRIC_WEIGHTS, find_weights
+
+            unknown = sorted(set(perceptual) - set(METRIC_WEIGHTS))
+            if unknown:
+                raise EvaluationError(
+                    f"unknown perceptual metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_WEIGHTS)}"
+                )
+            for name in sorted({f for m in perceptual for f in METRIC_WEIGHTS[m]}):
+                find_weights(name, weights)  # WeightsMissingError names the file, size, hash and place
+        return cls(p2p, task, size, pal, seg_net, dev)
+
+
+class _Scores:
+    """The running sums of an evaluation: image metrics, confusion matrices (the outputs' labels,
+    or the segmenter's on generated and on real photos) and colour histograms."""
+
+    def __init__(self, setup: _Setup, keep_images: bool) -> None:
+        self.setup, self.keep_images = setup, keep_images
+        k = setup.palette.num_classes if setup.palette else 0
+        self.k, self.count = k, 0
+        self.hist = np.zeros((k, k + 1), dtype=np.int64)
+        self.hist_real = np.zeros_like(self.hist)
+        self.sums = {"l1": 0.0, "l2": 0.0, "psnr": 0.0, "ssim": 0.0}
+        self.lab: dict[str, dict[str, np.ndarray]] = {"out": {}, "real": {}}
+        self.rgb: dict[str, dict[str, np.ndarray]] = {"out": {}, "real": {}}
+        self.kept_real: list[np.ndarray] = []  # for FID / KID / LPIPS: (S, S, 3) float32 in [0, 1]
+        self.kept_fake: list[np.ndarray] = []
+
+    def add(self, source: Image.Image, output: Image.Image, target: Image.Image) -> np.ndarray | None:
+        """Score one output against its target; returns the segmenter's labels of the output
+        (label2photo), for the gallery."""
+        setup, pal = self.setup, self.setup.palette
+        a, b = _to_unit(output), _to_unit(target)
+        self.count += 1
+        self.sums["l1"] += metrics.l1(a, b)
+        self.sums["l2"] += metrics.l2(a, b)
+        self.sums["psnr"] += min(metrics.psnr(a, b), 100.0)  # identical images: capped, not inf
+        self.sums["ssim"] += metrics.ssim(a, b)
+        if self.keep_images:
+            self.kept_fake.append(a.astype(np.float32))
+            self.kept_real.append(b.astype(np.float32))
+        if setup.task == "photo2label":
+            pred = to_train_ids(colors_to_ids(output, pal), pal)
+            self.hist += metrics.confusion_matrix(pred, _label_ids(target, pal, setup.size), self.k)
+            return None
+        for store, image in (("out", a), ("real", b)):
+            for ch, counts in metrics.lab_histograms(image).items():
+                self.lab[store][ch] = self.lab[store].get(ch, 0) + counts
+            for ch, counts in metrics.rgb_histograms(image).items():
+                self.rgb[store][ch] = self.rgb[store].get(ch, 0) + counts
+        if setup.task != "label2photo":
+            return None
+        truth = _label_ids(source, pal, setup.size)
+        pred = segment(setup.segmenter, _to_net(output)[None])[0]  # the 8-bit photo a user gets
+        self.hist += metrics.confusion_matrix(pred, truth, self.k)
+        real_pred = segment(setup.segmenter, _to_net(target)[None])[0]
+        self.hist_real += metrics.confusion_matrix(real_pred, truth, self.k)
+        return pred
+
+    def result(self, absent: str) -> dict[str, Any]:
+        result: dict[str, Any] = {"image": {key: value / max(self.count, 1) for key, value in self.sums.items()}}
+        classes = {"classes": self.setup.palette.train_classes} if self.setup.palette else {}
+        if self.setup.task == "photo2label":
+            result["segmentation"] = {**metrics.segmentation_scores(self.hist, absent), **classes}
+            return result
+        if self.setup.task == "label2photo":
+            result["fcn"] = {**metrics.segmentation_scores(self.hist, absent), **classes}
+            result["fcn_ground_truth"] = {**metrics.segmentation_scores(self.hist_real, absent), **classes}
+        lab, rgb = self.lab, self.rgb
         result["color"] = {
             **{f"hist_{ch}": metrics.histogram_intersection(lab["out"][ch], lab["real"][ch]) for ch in "Lab"},
             **{f"hist_{ch}": metrics.histogram_intersection(rgb["out"][ch], rgb["real"][ch]) for ch in "RGB"},
         }
+        return result
+
+
+def _save_gallery(
+    folder: Path,
+    i: int,
+    name: str,
+    source: Image.Image,
+    output: Image.Image,
+    target: Image.Image,
+    segmented: np.ndarray | None,
+    pal: Palette | None,
+) -> dict[str, str]:
+    """Write one gallery row's images; returns their names for the page."""
+    names = {}
+    for kind, image in (("input", source), ("output", output), ("target", target)):
+        names[kind] = f"images/{i:04d}_{kind}.png"
+        image.save(folder / names[kind])
+    if segmented is not None:
+        names["segmented"] = f"images/{i:04d}_segmented.png"
+        train_ids_to_colors(segmented, pal).save(folder / names["segmented"])
+    return {"file": name, **names}
+
+
+def _write_report(folder: Path, result: dict[str, Any], shown: list[dict[str, str]], scores: _Scores) -> None:
+    """metrics.json, index.html and (for photos) histograms.npz."""
+    lab, rgb = scores.lab, scores.rgb
+    if "color" in result:
         np.savez_compressed(
-            out / "histograms.npz",
+            folder / "histograms.npz",
             **{f"{s}_{ch}": v for s in ("out", "real") for ch, v in {**lab[s], **rgb[s]}.items()},
         )
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "index.html").write_text(_html(result, shown, lab, rgb))
-    _replace_folder(out, final)
-    return result
+    (folder / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / "index.html").write_text(_html(result, shown, lab, rgb))
 
 
 # --- report page ----------------------------------------------------------------------------------

@@ -56,15 +56,13 @@ def unet_depth_for_size(size: int) -> int:
 
 # At or below this many pixels (16x16) per input map, the CPU runs the U-Net's 4x4 stride-2
 # convolutions as one matrix product (below). There a layer has 512-1024 channels and so 4-8M
-# weights but only 1-256 positions, and oneDNN's convolution kernels (made for large maps)
-# reached 5-60 GFLOP/s on them, measured on the 2-core CPU: the decoder's four innermost
-# transposed convolutions took 152 ms of forward + backward per step against 56 ms as matrix
-# products. At 16x16 the two are level; from 32x32 up oneDNN is faster (34 vs 26 ms for the
-# 512 -> 128 level), so larger maps stay with it. GPUs keep cuDNN.
+# weights but only 1-256 positions, and oneDNN's convolution kernels, made for large maps, are
+# slow on such shapes; from 32x32 up they are faster, so larger maps stay with them. GPUs keep
+# cuDNN. The measurements behind both thresholds: benchmarks/RESULTS.md (small maps) and
+# benchmarks/results/layers_cpu.md.
 SMALL_MAP_PIXELS = 256
-# The same holds for the head at any size: a transposed convolution to 1-4 output channels
-# (an image) gave oneDNN 39 GFLOP/s; as a matrix product it took 2.7 instead of 4.6 ms at 256 px
-# in inference and 8.3 instead of 9.5 ms forward + backward (benchmarks/results/layers_cpu.md).
+# The same holds for the head at any size: a transposed convolution to 1-4 output channels (an
+# image) is faster as a matrix product.
 FEW_OUTPUT_CHANNELS = 4
 
 

@@ -232,6 +232,25 @@ def convert_reference(
     }
     generator = build_generator(config)
 
+    channels = (in_channels, out_channels, base_channels)
+    _load_reference_weights(generator, state, architecture, size, path, arch, norm, channels)
+    return generator.eval(), config
+
+
+def _load_reference_weights(
+    generator: nn.Module,
+    state: dict[str, torch.Tensor],
+    architecture: str,
+    size: int,
+    path: Path,
+    arch: str,
+    norm: str,
+    channels: tuple[int, int, int],
+) -> None:
+    """Copy the reference's tensors into `generator` by our key map, or say exactly which keys or
+    shapes do not match."""
+    in_channels, out_channels, base_channels = channels
+    keys = set(state)
     modules = _unet_modules(size) if architecture == "unet" else {}
     ours = generator.state_dict()
     mapping = {key: _reference_key(key, architecture, modules) for key in ours}
@@ -257,7 +276,6 @@ def convert_reference(
             tensor = torch.cat([tensor[half:], tensor[:half]])
         converted[key] = tensor.to(ours[key].dtype)
     generator.load_state_dict(converted)
-    return generator.eval(), config
 
 
 def import_reference(

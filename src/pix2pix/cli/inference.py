@@ -147,6 +147,11 @@ def cmd_import_reference(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    for add in (_register_translate, _register_export, _register_import_reference, _register_serve):
+        add(sub)
+
+
+def _register_translate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("translate", help="translate images of any size with a trained model")
     p.add_argument("--model", required=True, help="model folder (config.json + generator.safetensors) or run dir")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
@@ -184,6 +189,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_translate)
 
+
+def _register_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model's generator to ONNX (eval mode, dynamic batch and size)")
     p.add_argument("--model", required=True, help="model folder (config.json + generator.safetensors) or run dir")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="output format")
@@ -204,6 +211,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=cmd_export)
 
+
+def _register_import_reference(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import-reference",
         help="convert a generator trained with the reference PyTorch code (latest_net_G.pth) into a model folder",
@@ -230,6 +239,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
     p.set_defaults(func=cmd_import_reference)
 
+
+def _register_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="browser demo: draw or upload an input, see the translation beside it")
     p.add_argument("--model", required=True, help="model folder (config.json + generator.safetensors) or run dir")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")

@@ -285,42 +285,11 @@ def check_split(
     side_gray: list[list[tuple[Sample, bool]]] = [[], []]
     for sample in samples:
         found = [results[p] for p in sample.files]
-        bad = [r for r in found if r.error]
-        for r in bad:
-            problems.append(Problem(r.path, r.error))
-        if bad:
+        checked = _check_sample(sample, found, layout, req)
+        if isinstance(checked, list):
+            problems.extend(checked)
             continue
-        first = found[0].info
-        if layout == "aligned":
-            if first.width % 2:
-                problems.append(
-                    Problem(sample.files[0], f"width {first.width} is odd; an aligned pair needs two equal halves")
-                )
-                continue
-            size = (first.width // 2, first.height)
-            infos = (first, first)
-            gray = found[0].gray
-        else:
-            second = found[1].info
-            size = (first.width, first.height)
-            if (second.width, second.height) != size:
-                problems.append(
-                    Problem(
-                        sample.files[0],
-                        f"A is {first.width}x{first.height} but B ({sample.files[1].name}) is "
-                        f"{second.width}x{second.height}; a pair needs equal sizes (pix2pix data combine --resize "
-                        "can resize B)",
-                    )
-                )
-                continue
-            infos = (first, second)
-            gray = (found[0].gray[0], found[1].gray[0])
-        message = req.size_problem(*size)
-        if req.channels is not None and message is None:
-            message = _channels_problem(infos, req.channels)
-        if message:
-            problems.append(Problem(sample.files[0], message))
-            continue
+        size, gray = checked
         report.sizes[size] += 1
         trained[sample] = req.trained_size(*size)
         for side in (0, 1):
@@ -328,38 +297,86 @@ def check_split(
         digest = "".join(r.digest or "" for r in found)
         if digest:
             report.digests.setdefault(digest, []).append(sample)
+    problems += _mixed_sizes(report, trained, req, results)
+    problems += _duplicates_and_grayscale(report, side_gray, full)
+    return report
 
-    if len(report.sizes) > 1:
-        common = report.sizes.most_common(1)[0][0]
-        if req.same_size and len(set(trained.values())) > 1:
-            common_trained = Counter(trained.values()).most_common(1)[0][0]
-            for sample, size in trained.items():
-                if size != common_trained:
-                    problems.append(
-                        Problem(
-                            sample.files[0],
-                            f"network input {size[0]}x{size[1]} differs from {common_trained[0]}x{common_trained[1]} "
-                            f"(most files): with --preprocess {req.preprocess} a batch stacks whole images, so "
-                            "batch_size > 1 needs equal sizes; use --batch-size 1 or a cropping preprocess",
-                        )
-                    )
-        else:
-            listed = ", ".join(f"{w}x{h} ({n})" for (w, h), n in report.sizes.most_common(4))
-            more = f", ... {len(report.sizes) - 4} more sizes" if len(report.sizes) > 4 else ""
-            example = next(s for s in samples if s in trained and _sample_size(s, results, layout) != common)
-            problems.append(
+
+def _check_sample(
+    sample: Sample, found: list[FileResult], layout: str, req: Requirements
+) -> list[Problem] | tuple[tuple[int, int], tuple[bool, bool]]:
+    """The problems of one sample, or its (width, height) per side and whether each side is grey."""
+    bad = [Problem(r.path, r.error) for r in found if r.error]
+    if bad:
+        return bad
+    first = found[0].info
+    if layout == "aligned":
+        if first.width % 2:
+            return [Problem(sample.files[0], f"width {first.width} is odd; an aligned pair needs two equal halves")]
+        size, infos, gray = (first.width // 2, first.height), (first, first), found[0].gray
+    else:
+        second = found[1].info
+        size = (first.width, first.height)
+        if (second.width, second.height) != size:
+            return [
                 Problem(
-                    folder,
-                    f"mixed sizes{' of each half' if layout == 'aligned' else ''}: {listed}{more}; "
-                    f"e.g. {example.files[0].name}",
-                    error=False,
+                    sample.files[0],
+                    f"A is {first.width}x{first.height} but B ({sample.files[1].name}) is "
+                    f"{second.width}x{second.height}; a pair needs equal sizes (pix2pix data combine --resize "
+                    "can resize B)",
                 )
+            ]
+        infos, gray = (first, second), (found[0].gray[0], found[1].gray[0])
+    message = req.size_problem(*size)
+    if req.channels is not None and message is None:
+        message = _channels_problem(infos, req.channels)
+    return [Problem(sample.files[0], message)] if message else (size, gray)
+
+
+def _mixed_sizes(
+    report: SplitReport, trained: dict[Sample, tuple[int, int]], req: Requirements, results: dict[Path, FileResult]
+) -> list[Problem]:
+    """Sizes that differ: an error where a batch must stack whole images, else a warning."""
+    if len(report.sizes) <= 1:
+        return []
+    common = report.sizes.most_common(1)[0][0]
+    if req.same_size and len(set(trained.values())) > 1:
+        common_trained = Counter(trained.values()).most_common(1)[0][0]
+        return [
+            Problem(
+                sample.files[0],
+                f"network input {size[0]}x{size[1]} differs from {common_trained[0]}x{common_trained[1]} "
+                f"(most files): with --preprocess {req.preprocess} a batch stacks whole images, so "
+                "batch_size > 1 needs equal sizes; use --batch-size 1 or a cropping preprocess",
             )
+            for sample, size in trained.items()
+            if size != common_trained
+        ]
+    layout = report.layout
+    listed = ", ".join(f"{w}x{h} ({n})" for (w, h), n in report.sizes.most_common(4))
+    more = f", ... {len(report.sizes) - 4} more sizes" if len(report.sizes) > 4 else ""
+    example = next(s for s in report.samples if s in trained and _sample_size(s, results, layout) != common)
+    return [
+        Problem(
+            report.folder,
+            f"mixed sizes{' of each half' if layout == 'aligned' else ''}: {listed}{more}; "
+            f"e.g. {example.files[0].name}",
+            error=False,
+        )
+    ]
+
+
+def _duplicates_and_grayscale(
+    report: SplitReport, side_gray: list[list[tuple[Sample, bool]]], full: bool
+) -> list[Problem]:
+    """Warnings: pairs that repeat another's bytes (or pixels), and grey sides among colour ones."""
+    problems = []
     what = "pixels" if full else "file bytes"
     for group in report.digests.values():
         for other in group[1:]:
-            first = group[0].files[0].relative_to(folder)
+            first = group[0].files[0].relative_to(report.folder)
             problems.append(Problem(other.files[0], f"same {what} as {first} (duplicate pair)", error=False))
+    layout = report.layout
     flagged: dict[Sample, list[str]] = {}
     for side, label in enumerate(_side_names(layout)):
         gray = [sample for sample, g in side_gray[side] if g]
@@ -370,7 +387,7 @@ def check_split(
         path = sample.files[1] if labels == [_side_names(layout)[1]] and layout == "folders" else sample.files[0]
         verb = "is" if len(labels) == 1 else "are"
         problems.append(Problem(path, f"{' and '.join(labels)} {verb} grayscale among colour images", error=False))
-    return report
+    return problems
 
 
 def _side_names(layout: str) -> tuple[str, str]:

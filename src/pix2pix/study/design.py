@@ -328,6 +328,38 @@ def create_study(
     """
     protocol = protocol or Protocol()
     out = Path(out)
+    _check_create(out, fakes, pairing, templates, size, overwrite)
+    real_files, fake_files, common, unmatched = _match(Path(real), fakes, strict, out)
+    warnings = _probe_all(real_files, fake_files, common, size, protocol)
+    drawn = draw_templates(sorted(common), pairing, protocol.practice, protocol.trials, templates, seed)
+    payload = {
+        "format": STUDY_FORMAT,
+        "version": STUDY_VERSION,
+        "id": secrets.token_hex(6),
+        "created": _utc_now(),
+        "question": QUESTION,
+        "answer": "the side the participant picked as fake; judged real = picked the real image",
+        "pairing": pairing,
+        "seed": seed,
+        "protocol": asdict(protocol),
+        "methods": [name for name, _ in fakes],
+        "sources": {
+            "real": str(Path(real).resolve()),
+            "fake": {name: str(Path(folder).resolve()) for name, folder in fakes},
+        },
+        "matched": len(common),
+        "unmatched": unmatched,
+        "resized_to": size or None,
+        "templates": drawn,
+    }
+    _write_study_folder(out, payload, real_files, fake_files, size, link)
+    return CreateSummary(out, len(common), {n: Path(f) for n, f in fakes}, unmatched, warnings, templates)
+
+
+def _check_create(
+    out: Path, fakes: list[tuple[str, str | Path]], pairing: str, templates: int, size: int, overwrite: bool
+) -> None:
+    """Refuse settings that cannot make a study, and an `out` that is not ours to replace."""
     if pairing not in PAIRINGS:
         raise StudyError(f"pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
     if not fakes:
@@ -350,7 +382,12 @@ def create_study(
                 f"{out} is not a study folder (no {STUDY_FILE}); refusing to replace it even with --overwrite"
             )
 
-    real_files = _collect(Path(real), "real")
+
+def _match(
+    real: Path, fakes: list[tuple[str, str | Path]], strict: bool, out: Path
+) -> tuple[dict[str, Path], dict[str, dict[str, Path]], set[str], dict[str, dict[str, list[str]]]]:
+    """(real files, fake files per method, the names in every folder, the unmatched names)."""
+    real_files = _collect(real, "real")
     fake_files = {name: _collect(Path(folder), f"fake ({name})") for name, folder in fakes}
     common = set(real_files)
     for files in fake_files.values():
@@ -364,8 +401,18 @@ def create_study(
         raise StudyError("unmatched images (--strict):\n" + summary.format())
     if not common:
         raise StudyError(f"no image name is in {real} and in every fake folder; names are matched without extension")
+    return real_files, fake_files, common, unmatched
 
-    # probe every image used: unreadable files are errors, size and format differences warnings
+
+def _probe_all(
+    real_files: dict[str, Path],
+    fake_files: dict[str, dict[str, Path]],
+    common: set[str],
+    size: int,
+    protocol: Protocol,
+) -> list[str]:
+    """Probe every image used: unreadable files are errors; size and format differences
+    between real and fake (which can give the fakes away) are returned as warnings."""
     problems, warnings = [], []
     formats: dict[str, set[str]] = {"real": set()}
     size_mismatch = []
@@ -400,15 +447,25 @@ def create_study(
             f"real and fake images are stored in different formats ({listing}): compression artefacts can tell "
             "them apart; pass --size N to re-encode all as PNG"
         )
+    return warnings
 
-    drawn = draw_templates(sorted(common), pairing, protocol.practice, protocol.trials, templates, seed)
+
+def _write_study_folder(
+    out: Path,
+    payload: dict[str, Any],
+    real_files: dict[str, Path],
+    fake_files: dict[str, dict[str, Path]],
+    size: int,
+    link: bool,
+) -> None:
+    """Place the images the templates use and study.json in a new folder, then put it in the
+    place of `out` (atomically: a failure leaves `out` as it was)."""
     used = set()
-    for plan in drawn:
+    for plan in payload["templates"]:
         for t in plan["practice"] + plan["trials"]:
             used.update((("real", t["real"]), ("fake", t["fake"])))
     used_real = sorted(n for kind, n in used if kind == "real")
     used_fake = sorted(n for kind, n in used if kind == "fake")
-
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
     tmp.mkdir()
@@ -419,37 +476,18 @@ def create_study(
             _place(real_files[name], tmp / rel, size, link)
             real_paths[name] = rel
         fake_paths: dict[str, dict[str, str]] = {}
-        folders: dict[str, str] = {}
         taken: set[str] = set()
         for method, files in fake_files.items():
-            folders[method] = slug = _slug(method, taken)
+            slug = _slug(method, taken)
             fake_paths[method] = {}
             for name in used_fake:
                 rel = f"images/fake/{slug}/{_target_name(name, files[name], size)}"
                 _place(files[name], tmp / rel, size, link)
                 fake_paths[method][name] = rel
-        payload = {
-            "format": STUDY_FORMAT,
-            "version": STUDY_VERSION,
-            "id": secrets.token_hex(6),
-            "created": _utc_now(),
-            "question": QUESTION,
-            "answer": "the side the participant picked as fake; judged real = picked the real image",
-            "pairing": pairing,
-            "seed": seed,
-            "protocol": asdict(protocol),
-            "methods": names,
-            "sources": {
-                "real": str(Path(real).resolve()),
-                "fake": {name: str(Path(folder).resolve()) for name, folder in fakes},
-            },
-            "matched": len(common),
-            "unmatched": unmatched,
-            "resized_to": size or None,
-            "images": {"real": real_paths, "fake": fake_paths},
-            "templates": drawn,
-        }
-        _write_json(tmp / STUDY_FILE, payload)
+        # study.json's keys in the order they always had
+        images = {"images": {"real": real_paths, "fake": fake_paths}}
+        ordered = {k: v for k, v in payload.items() if k != "templates"} | images | {"templates": payload["templates"]}
+        _write_json(tmp / STUDY_FILE, ordered)
         if out.exists():
             old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
             os.replace(out, old)
@@ -460,7 +498,6 @@ def create_study(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return CreateSummary(out, len(common), {n: Path(f) for n, f in fakes}, unmatched, warnings, templates)
 
 
 def load_study(root: str | Path) -> Study:
