@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,34 @@ def test_broken_model_folders_give_clear_errors(model: Pix2Pix, tmp_path: Path) 
     (folder / "generator.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError, match="generator.safetensors"):
         load_model(folder)
+
+
+def test_model_card_reads_old_folders_and_keeps_unknown_keys(tmp_path: Path) -> None:
+    from pix2pix.checkpoint import ModelCard
+
+    torch.manual_seed(0)
+    g = UNetGenerator(3, 3, base_channels=4, depth=5)
+    save_model(tmp_path / "new", g, {"architecture": "unet", "generator": {"base_channels": 4, "depth": 5}})
+    # a folder as version 0.1.0 wrote it before model cards: the same weights, a hand-made config
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "generator.safetensors").write_bytes((tmp_path / "new" / "generator.safetensors").read_bytes())
+    layout = {
+        "pix2pix_version": "0.1.0",
+        "architecture": "unet",
+        "generator": {"in_channels": 3, "out_channels": 3, "base_channels": 4, "norm": "batch", "dropout": 0.5,
+                      "depth": 5, "skips": True, "innermost_norm": False},
+        "direction": "BtoA",
+        "crop_size": 32,
+        "source": {"file": "latest_net_G.pth"},
+    }  # fmt: skip
+    (old / "config.json").write_text(json.dumps(layout))
+    model = Pix2Pix.load(old)
+    assert isinstance(model.config, ModelCard)
+    assert (model.config.direction, model.config.crop_size, model.input_half) == ("BtoA", 32, "right")
+    assert model.config.extra == {"pix2pix_version": "0.1.0", "source": {"file": "latest_net_G.pth"}}
+    save_model(tmp_path / "again", model.generator, model.config)
+    written = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert {k: written[k] for k in layout} == layout  # every key as it was, the version too
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.equal(Pix2Pix.load(tmp_path / "again").translate(x, mode="eval"), model.translate(x, mode="eval"))

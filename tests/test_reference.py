@@ -148,9 +148,9 @@ def test_converted_model_gives_the_reference_outputs(tmp_path, arch, norm, side,
     net = reference_generator(arch, norm, ngf, in_c, out_c)
     model = _convert(tmp_path, net, arch, norm, "--direction", "BtoA")
 
-    g = model.config["generator"]
+    g = model.config.generator
     assert (g["base_channels"], g["in_channels"], g["out_channels"]) == (ngf, in_c, out_c)  # read from weights
-    assert model.config["direction"] == "BtoA" and model.input_half == "right"
+    assert model.config.direction == "BtoA" and model.input_half == "right"
     x = torch.rand(2, in_c, side, side + 4 * (arch.startswith("resnet"))) * 2 - 1
     with torch.no_grad():
         expected = net(x.clone())  # clone: the reference's in-place activations may write to x
@@ -163,7 +163,7 @@ def test_paper_mode_noise_matches_the_reference_dropout(tmp_path, arch: str, dro
     stochastic inference (train mode, batch statistics) gives the reference's output."""
     net = reference_generator(arch, "batch", ngf=4)
     model = _convert(tmp_path, net, arch, "batch")
-    g = model.config["generator"]
+    g = model.config.generator
     assert (g["dropout"], g["dropout_first_level"], g["dropout_levels"]) == (0.5, 1, dropout_levels)
     side = 256 if arch == "unet_256" else 128
     x = torch.rand(1, 3, side, side) * 2 - 1
@@ -178,12 +178,12 @@ def test_paper_mode_noise_matches_the_reference_dropout(tmp_path, arch: str, dro
 def test_no_dropout_unet_and_dropout_read_from_resnet_weights(tmp_path: Path) -> None:
     net = reference_generator("unet_128", "instance", ngf=4, dropout=False)
     model = _convert(tmp_path / "u", net, "unet_128", "instance", "--no-dropout")
-    assert model.config["generator"]["dropout"] == 0.0
+    assert model.config.generator["dropout"] == 0.0
     assert not any(isinstance(m, nn.Dropout) for m in model.generator.modules())
 
     net = reference_generator("resnet_6blocks", "instance", ngf=4, dropout=False)  # CycleGAN's default
     model = _convert(tmp_path / "r", net, "resnet_6blocks", "instance")
-    assert model.config["generator"]["dropout"] == 0.0
+    assert model.config.generator["dropout"] == 0.0
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         expected = net(x.clone())

@@ -316,12 +316,17 @@ def test_palettes_agree_with_the_evaluation_palettes() -> None:
 
 
 def test_palette_choice() -> None:
-    assert resolve_palette(None, {}) is None
-    assert resolve_palette(None, {"palette": "cityscapes"}) == "cityscapes"
-    assert resolve_palette("none", {"palette": "cityscapes"}) is None
-    assert resolve_palette("facades", {}) == "facades"
+    from pix2pix.checkpoint import ModelCard
+
+    def card(palette: str | None = None) -> ModelCard:
+        return ModelCard("unet", {"base_channels": 4, "depth": 5}, palette=palette)
+
+    assert resolve_palette(None, card()) is None
+    assert resolve_palette(None, card("cityscapes")) == "cityscapes"
+    assert resolve_palette("none", card("cityscapes")) is None
+    assert resolve_palette("facades", card()) == "facades"
     with pytest.raises(ValueError, match="unknown palette 'ade20k'"):
-        resolve_palette(None, {"palette": "ade20k"})
+        resolve_palette(None, card("ade20k"))
     assert (Limits().max_upload_bytes, Limits().max_pixels) == (DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_PIXELS)
     assert DEFAULT_MAX_UPLOAD_BYTES == 10 * 1024 * 1024 and DEFAULT_MAX_PIXELS == 16_000_000
 

@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import io
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,21 +165,70 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # --- release weights ---------------------------------------------------------------------------
 
 
-def model_config(cfg: TrainConfig) -> dict[str, Any]:
-    """What a model folder needs to rebuild and use the generator, taken from a run's config:
-    the one place a model config is made from a training run."""
-    from .networks import generator_settings
+@dataclass(frozen=True)
+class ModelCard:
+    """A model folder's config.json, typed: how to build the generator (`architecture` and the
+    generator class's arguments) and how to use it. Keys this class does not know (the importer's
+    `source`, a segmenter's `recipe`, the writing version) are kept as they were in `extra`.
+    `ModelCard.read` is the one reader of config.json and `to_json` the one writer."""
 
-    architecture, generator = generator_settings(cfg)
-    return {
-        "pix2pix_version": __version__,
-        "architecture": architecture,
-        "generator": generator,
-        "direction": cfg.data.direction,
-        "dataset_mode": cfg.data.mode,
-        "crop_size": cfg.data.crop_size,
-        "objective": cfg.loss.objective,
-    }
+    architecture: str
+    generator: dict[str, Any]
+    direction: str = "AtoB"
+    dataset_mode: str = "aligned"
+    crop_size: int = 256
+    objective: str | None = None
+    step: int | None = None  # the training step of the weights beside it (runs' model/ folders)
+    palette: str | None = None  # the class palette the demo offers for drawing
+    task: str = "translate"  # or "segmenter" (the FCN-score segmenter, evaluate.py)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.generator.get("in_channels", 3))
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.generator.get("out_channels", 3))
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> ModelCard:
+        """From config.json's mapping, checked (CheckpointError names the key and the problem)."""
+        validate_model_config(values)
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        typed = {k: v for k, v in values.items() if k in known}
+        return cls(**typed, extra={k: v for k, v in values.items() if k not in known})
+
+    def to_json(self) -> dict[str, Any]:
+        values = {"pix2pix_version": __version__, **self.extra}
+        values |= {"architecture": self.architecture, "generator": dict(self.generator), "direction": self.direction}
+        values |= {"dataset_mode": self.dataset_mode, "crop_size": self.crop_size}
+        optional = {"objective": self.objective, "step": self.step, "palette": self.palette}
+        values |= {k: v for k, v in optional.items() if v is not None}
+        return values | ({"task": self.task} if self.task != "translate" else {})
+
+    @classmethod
+    def from_train_config(cls, cfg: TrainConfig, step: int | None = None) -> ModelCard:
+        """The card of a run's model: the one place a model config is made from a training run."""
+        from .networks import generator_settings
+
+        architecture, generator = generator_settings(cfg)
+        d = cfg.data
+        return cls(architecture, generator, d.direction, d.mode, d.crop_size, cfg.loss.objective, step)
+
+    def with_step(self, step: int) -> ModelCard:
+        return dataclasses.replace(self, step=step)
+
+    @classmethod
+    def read(cls, path: Path) -> ModelCard:
+        try:
+            values = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{path}: not a valid model config ({err})") from None
+        try:
+            return cls.from_json(values)
+        except CheckpointError as err:
+            raise CheckpointError(f"{path}: {err}") from None
 
 
 # A generator larger than this is refused before any memory is allocated for it: the paper's
@@ -231,14 +282,15 @@ def validate_model_config(config: Any) -> None:
         )
 
 
-def build_generator(config: dict[str, Any]) -> torch.nn.Module:
-    """Generator from a model config's 'architecture' and 'generator' entries (validated)."""
-    validate_model_config(config)
-    return _generator_class(config)(**dict(config["generator"]))
+def build_generator(config: ModelCard | dict[str, Any]) -> torch.nn.Module:
+    """Generator from a model card (or a config.json mapping, validated first)."""
+    card = config if isinstance(config, ModelCard) else ModelCard.from_json(config)
+    return GENERATOR_CLASSES[card.architecture](**dict(card.generator))
 
 
-def save_model(folder: Path, generator: torch.nn.Module, config: dict[str, Any]) -> None:
-    """Write config.json + generator.safetensors, each atomically."""
+def save_model(folder: Path, generator: torch.nn.Module, config: ModelCard | dict[str, Any]) -> None:
+    """Write config.json (the card) + generator.safetensors, each atomically."""
+    card = config if isinstance(config, ModelCard) else ModelCard.from_json(config)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
@@ -254,12 +306,12 @@ def save_model(folder: Path, generator: torch.nn.Module, config: dict[str, Any])
         raise OSError(code, f"{os.strerror(code)} ({_first_line(err)})", str(tmp)) from None
     _fsync_replace(tmp, folder / MODEL_WEIGHTS)
     tmp = folder / (MODEL_CONFIG + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.write_text(json.dumps(card.to_json(), indent=2) + "\n")
     _fsync_replace(tmp, folder / MODEL_CONFIG)
 
 
-def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """(generator in eval mode, config) from a model folder; also accepts a run directory
+def load_model(folder: Path) -> tuple[torch.nn.Module, ModelCard]:
+    """(generator in eval mode, its card) from a model folder; also accepts a run directory
     (its model/ subfolder)."""
     folder = Path(folder)
     if not (folder / MODEL_WEIGHTS).is_file() and (folder / "model" / MODEL_WEIGHTS).is_file():
@@ -268,13 +320,8 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     for path in (config_path, weights_path):
         if not path.is_file():
             raise CheckpointError(f"{path}: missing; a model folder holds {MODEL_CONFIG} and {MODEL_WEIGHTS}")
-    try:
-        config = json.loads(config_path.read_text())
-        generator = build_generator(config)
-    except CheckpointError as err:
-        raise CheckpointError(f"{config_path}: {err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{config_path}: not a valid model config ({err!r})") from None
+    config = ModelCard.read(config_path)
+    generator = build_generator(config)
     try:
         weights = load_file(str(weights_path))
     except Exception as err:  # noqa: BLE001 - safetensors raises several error types

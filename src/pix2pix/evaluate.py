@@ -84,11 +84,11 @@ def list_pairs(data: str | Path, split: str) -> list[Path]:
 # --- segmenter (FCN-score) ------------------------------------------------------------------------
 
 
-def load_segmenter(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_segmenter(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, Any]:
     from .checkpoint import load_model
 
     net, config = load_model(Path(path))
-    if config.get("task") != SEGMENTER_TASK:
+    if config.task != SEGMENTER_TASK:
         raise EvaluationError(
             f'{path}: not a segmenter model folder (its config.json has no "task": "segmenter"); '
             "make one with `pix2pix evaluate train-segmenter`"
@@ -231,11 +231,11 @@ def evaluate_segmenter(
     from .predict import resolve_device
 
     net, config = load_segmenter(segmenter, resolve_device(device))
-    pal = load_palette(config.get("palette", "cityscapes"))
-    size = int(config["crop_size"])
+    pal = load_palette(config.palette or "cityscapes")
+    size = config.crop_size
     hist = np.zeros((pal.num_classes, pal.num_classes + 1), dtype=np.int64)
     for path in list_pairs(data, split):
-        photo, label = _halves(path, config.get("photo_half", "left"))
+        photo, label = _halves(path, config.extra.get("photo_half", "left"))
         pred = segment(net, _to_net(_resize(photo, size))[None])[0]
         hist += metrics.confusion_matrix(pred, _label_ids(label, pal, size), pal.num_classes)
     return {**metrics.segmentation_scores(hist), "classes": pal.train_classes}
@@ -364,15 +364,15 @@ class _Setup:
                 f"{model}: evaluate handles RGB -> RGB models "
                 f"(this one is {p2p.in_channels} -> {p2p.out_channels} channels)"
             )
-        size = int(size or p2p.config.get("crop_size", 256))
+        size = int(size or p2p.config.crop_size)
         pal = load_palette(palette) if task in ("photo2label", "label2photo") else None
         seg_net = None
         if task == "label2photo":
             seg_net, seg_config = load_segmenter(segmenter, dev)
-            if int(seg_config["crop_size"]) != size:
+            if seg_config.crop_size != size:
                 raise EvaluationError(
-                    f"{segmenter}: the segmenter was trained at {seg_config['crop_size']} px but the images are "
-                    f"scored at {size} px; train one at {size} px or pass --size {seg_config['crop_size']}"
+                    f"{segmenter}: the segmenter was trained at {seg_config.crop_size} px but the images are "
+                    f"scored at {size} px; train one at {size} px or pass --size {seg_config.crop_size}"
                 )
         if perceptual:
             from .features import METRIC_WEIGHTS, find_weights

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from . import __version__, extras
-from .checkpoint import CheckpointError, _fsync_replace
+from .checkpoint import CheckpointError, ModelCard, _fsync_replace
 from .data.images import mode_for_channels, open_image, to_tensor
 from .extras import MissingExtraError  # noqa: F401 - raised by require, named in docs
 from .predict import Pix2Pix, generator_mode, run_generator, size_multiple
@@ -67,7 +67,9 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def export_onnx(generator: nn.Module, config: dict[str, Any], out: str | Path, opset: int = ONNX_OPSET) -> Path:
+def export_onnx(
+    generator: nn.Module, config: ModelCard | dict[str, Any], out: str | Path, opset: int = ONNX_OPSET
+) -> Path:
     """Write `generator` in eval mode to the ONNX file `out` (one self-contained file, written atomically).
 
     Uses the torch.export-based exporter (the default since torch 2.9; the TorchScript one is
@@ -82,7 +84,8 @@ def export_onnx(generator: nn.Module, config: dict[str, Any], out: str | Path, o
     require(EXPORT_PACKAGES, "ONNX export")
     out = Path(out)
     multiple = size_multiple(generator)
-    in_channels = int(config.get("generator", {}).get("in_channels", 3))
+    card = config if isinstance(config, ModelCard) else ModelCard.from_json(config)
+    in_channels = card.in_channels
     # Example input: batch 2 and a bottleneck of at least 2x2, because torch.export would
     # specialise any dimension that is 1 in the example; >= 64 px for the ResNet's 7x7 pads.
     side = multiple * max(2, math.ceil(64 / multiple))
@@ -109,11 +112,11 @@ def export_onnx(generator: nn.Module, config: dict[str, Any], out: str | Path, o
         f"H, W multiples of {multiple} (reflection-pad, then crop the output back); output in [-1, 1]."
     )
     metadata = {
-        "config": json.dumps(config, sort_keys=True),
+        "config": json.dumps(card.to_json(), sort_keys=True),
         "size_multiple": str(multiple),
         "in_channels": str(in_channels),
-        "out_channels": str(config.get("generator", {}).get("out_channels", 3)),
-        "direction": str(config.get("direction", "AtoB")),
+        "out_channels": str(card.out_channels),
+        "direction": card.direction,
         "mode": "eval",
         "version": __version__,
     }
@@ -161,7 +164,7 @@ class OnnxGenerator(nn.Module):
         if META_PREFIX + "config" not in meta:
             raise CheckpointError(f"{path}: no pix2pix metadata in this ONNX file; export it with `pix2pix export`")
         self.path = path
-        self.config: dict[str, Any] = json.loads(meta[META_PREFIX + "config"])
+        self.config = ModelCard.from_json(json.loads(meta[META_PREFIX + "config"]))
         self.size_multiple = int(meta[META_PREFIX + "size_multiple"])
         self.input_name = self.session.get_inputs()[0].name
         self.eval()
@@ -221,7 +224,7 @@ def check_parity(
         >>> all(r.ok for r in results)                                          # doctest: +SKIP
         True
     """
-    in_channels = int(onnx_generator.config.get("generator", {}).get("in_channels", 3))
+    in_channels = onnx_generator.config.in_channels
     rng = torch.Generator().manual_seed(seed)
     inputs: list[tuple[str, torch.Tensor]] = []
     for h, w in sizes if sizes is not None else default_check_sizes(size_multiple(generator)):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .checkpoint import load_model
+from .checkpoint import ModelCard, load_model
 from .data.colorize import image_to_l_ab, l_ab_to_image
 from .data.images import (
     ImageError,
@@ -131,15 +131,16 @@ class Pix2Pix:
         >>> photo = model.translate(Image.open("labels.png"))   # doctest: +SKIP
     """
 
-    def __init__(self, generator: nn.Module, config: dict[str, Any], device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, generator: nn.Module, config: ModelCard | dict[str, Any], device: str | torch.device = "cpu"
+    ) -> None:
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval()
-        self.config = config
-        g = config.get("generator", {})
-        self.in_channels = int(g.get("in_channels", 3))
-        self.out_channels = int(g.get("out_channels", 3))
+        self.config = config if isinstance(config, ModelCard) else ModelCard.from_json(config)
+        self.in_channels = self.config.in_channels
+        self.out_channels = self.config.out_channels
         # colorization: x is the L of Lab, G(x) is ab; the output photo is L + ab in RGB
-        self.colorization = config.get("dataset_mode") == "colorization"
+        self.colorization = self.config.dataset_mode == "colorization"
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Pix2Pix:
@@ -150,7 +151,7 @@ class Pix2Pix:
     @property
     def input_half(self) -> str:
         """Which half of an aligned pair is this model's input: left for AtoB, right for BtoA."""
-        return "right" if self.config.get("direction") == "BtoA" else "left"
+        return "right" if self.config.direction == "BtoA" else "left"
 
     def encode(self, image: Image.Image) -> torch.Tensor:
         """A PIL image (colour or grey) -> the generator's input x, (C_in, H, W) in [-1, 1]:

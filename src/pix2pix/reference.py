@@ -37,8 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
-from .checkpoint import MODEL_CONFIG, CheckpointError, build_generator, save_model
+from .checkpoint import MODEL_CONFIG, CheckpointError, ModelCard, build_generator, save_model
 from .networks import dropout_levels
 
 REFERENCE_REPO = "junyanz/pytorch-CycleGAN-and-pix2pix"
@@ -163,8 +162,8 @@ def convert_reference(
     direction: str = "AtoB",
     dropout: bool | None = None,
     source: str | Path = "checkpoint",
-) -> tuple[nn.Module, dict[str, Any]]:
-    """(our generator with the reference weights, its model config) from a reference state dict.
+) -> tuple[nn.Module, ModelCard]:
+    """(our generator with the reference weights, its model card) from a reference state dict.
 
     Args:
         arch: the reference's --netG: unet_256, unet_128, resnet_9blocks or resnet_6blocks.
@@ -222,14 +221,13 @@ def convert_reference(
         )
     else:
         generator_config.update(blocks=size)
-    config = {
-        "pix2pix_version": __version__,
-        "architecture": architecture,
-        "generator": generator_config,
-        "direction": direction,
-        "crop_size": 2**size if architecture == "unet" else 256,  # the reference's --crop_size
-        "source": {"repository": REFERENCE_REPO, "arch": arch, "norm": norm, "file": path.name},
-    }
+    config = ModelCard(
+        architecture,
+        generator_config,
+        direction,
+        crop_size=2**size if architecture == "unet" else 256,  # the reference's --crop_size
+        extra={"source": {"repository": REFERENCE_REPO, "arch": arch, "norm": norm, "file": path.name}},
+    )
     generator = build_generator(config)
 
     channels = (in_channels, out_channels, base_channels)
@@ -286,7 +284,7 @@ def import_reference(
     direction: str = "AtoB",
     dropout: bool | None = None,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> ModelCard:
     """Convert a reference `latest_net_G.pth` into a model folder (config.json +
     generator.safetensors) that `Pix2Pix.load` and `pix2pix translate` read. Returns the config."""
     out = Path(out)

@@ -29,7 +29,16 @@ from PIL import Image
 from torch import nn
 
 from . import __version__, distributed
-from .checkpoint import FORMAT_VERSION, STATE_FILE, model_config, rng_state, save_model, save_state, set_rng_state
+from .checkpoint import (
+    FORMAT_VERSION,
+    STATE_FILE,
+    CheckpointError,
+    ModelCard,
+    rng_state,
+    save_model,
+    save_state,
+    set_rng_state,
+)
 from .config import TrainConfig
 
 RUN_FILES = ("config.json", "log.jsonl", STATE_FILE, "model", "samples")
@@ -81,12 +90,12 @@ class RunDir:
             stale.unlink()
         self._truncate_log(step)
         try:
-            saved_step = json.loads((self.path / "model" / "config.json").read_text()).get("step")
-        except (OSError, ValueError):
+            saved_step = ModelCard.read(self.path / "model" / "config.json").step
+        except (OSError, CheckpointError):
             saved_step = None
         if saved_step != step:  # a write cut short (full disk, kill between the two files)
             with self.disk_full_reported(step):
-                save_model(self.path / "model", generator, model_config(cfg) | {"step": step})
+                save_model(self.path / "model", generator, ModelCard.from_train_config(cfg, step))
 
     def _truncate_log(self, step: int) -> None:
         path = self.path / "log.jsonl"
@@ -128,7 +137,7 @@ class RunDir:
         """checkpoint.pt, then model/ (each atomic; model/config.json records the step)."""
         with self.disk_full_reported(state["step"]):
             save_state(self.path / STATE_FILE, state)
-            save_model(self.path / "model", generator, model_config(cfg) | {"step": state["step"]})
+            save_model(self.path / "model", generator, ModelCard.from_train_config(cfg, state["step"]))
 
     @contextlib.contextmanager
     def disk_full_reported(self, step: int | None = None) -> Iterator[None]:

@@ -137,11 +137,11 @@ def cmd_import_reference(args: argparse.Namespace) -> int:
     config = import_reference(
         args.file, args.out, args.arch, args.norm, args.direction, dropout=args.dropout, overwrite=args.overwrite
     )
-    g = config["generator"]
+    g = config.generator
     print(
-        f"wrote {args.out}: {args.arch} ({config['architecture']}, ngf {g['base_channels']}, "
+        f"wrote {args.out}: {args.arch} ({config.architecture}, ngf {g['base_channels']}, "
         f"{g['in_channels']} -> {g['out_channels']} channels, {args.norm} norm, dropout {g['dropout']}), "
-        f"direction {config['direction']}"
+        f"direction {config.direction}"
     )
     return 0
 

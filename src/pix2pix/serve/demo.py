@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..checkpoint import ModelCard
 from ..predict import MODES, Pix2Pix, size_multiple
 from .http import JsonHandler, JsonServer, RequestError
 
@@ -158,10 +159,10 @@ def load_palette(name: str) -> dict[str, Any]:
     return {"name": name, "title": title, "source": source, "background": background, "classes": classes}
 
 
-def resolve_palette(flag: str | None, config: dict[str, Any]) -> str | None:
+def resolve_palette(flag: str | None, config: ModelCard) -> str | None:
     """The palette to show: the --palette flag if given ('none' for none), else the model
     config's "palette" key, else none."""
-    name = flag if flag is not None else config.get("palette")
+    name = flag if flag is not None else config.palette
     if name in (None, "none"):
         return None
     if name not in PALETTES:
@@ -232,12 +233,12 @@ class Translator:
         config = self.model.config
         return {
             "name": self.name,
-            "architecture": config.get("architecture"),
+            "architecture": config.architecture,
             "in_channels": self.model.in_channels,
             "out_channels": self.model.out_channels,
-            "direction": config.get("direction"),
+            "direction": config.direction,
             "size_multiple": size_multiple(self.model.generator),
-            "crop_size": config.get("crop_size"),
+            "crop_size": config.crop_size,
             "modes": list(MODES),
             "palette": self.palette,
             "max_upload_bytes": self.limits.max_upload_bytes,
