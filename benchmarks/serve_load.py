@@ -24,8 +24,7 @@ import torch
 
 from pix2pix import Pix2Pix, __version__
 from pix2pix.networks import UNetGenerator, init_weights
-from pix2pix.serve import make_server
-from pix2pix.serve import Limits
+from pix2pix.serve import Limits, make_server
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import device_name, write_report  # noqa: E402
@@ -91,6 +90,43 @@ def run_load(model: Pix2Pix, args: argparse.Namespace, order: str) -> dict[str, 
     return result
 
 
+def run_burst(model: Pix2Pix, args: argparse.Namespace, order: str) -> dict[str, object]:
+    """The issue's case: three large uploads arrive at once, then one small drawing; how long the
+    small one waits for its turn (X-Queue-Ms) and takes in all."""
+    limits = Limits(max_queue=args.max_queue, queue_seconds=120.0, order=order)
+    server = make_server(model, "127.0.0.1", 0, limits=limits, name="unet256-random")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    results: dict[str, dict[str, float]] = {}
+
+    def post(name: str, body: bytes) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        start = time.perf_counter()
+        conn.request("POST", "/translate?mode=eval", body=body, headers={"Content-Type": "image/png"})
+        response = conn.getresponse()
+        response.read()
+        queue_ms = float(response.getheader("X-Queue-Ms") or "nan")
+        results[name] = {"ms": (time.perf_counter() - start) * 1000, "queue_ms": queue_ms}
+        conn.close()
+
+    large, small = label_map(args.burst_large), label_map(64)
+    threads = [threading.Thread(target=post, args=(f"large{i}", large)) for i in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)  # the large ones are in (one running, two queued) before the small one comes
+    post("small", small)
+    for t in threads:
+        t.join()
+    server.shutdown()
+    server.server_close()
+    return {
+        "order": order,
+        "small_ms": round(results["small"]["ms"], 1),
+        "small_queue_ms": round(results["small"]["queue_ms"], 1),
+        "large_ms": [round(results[f"large{i}"]["ms"], 1) for i in range(3)],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=8)
@@ -101,6 +137,7 @@ def main() -> None:
     parser.add_argument("--max-queue", type=int, default=8)
     parser.add_argument("--queue-seconds", type=float, default=30.0)
     parser.add_argument("--orders", default="smallest-first,arrival")
+    parser.add_argument("--burst-large", type=int, default=1536, help="side of the burst's three large uploads")
     parser.add_argument("--out", default="benchmarks/results/serve_load_cpu")
     args = parser.parse_args()
 
@@ -111,6 +148,7 @@ def main() -> None:
     model = Pix2Pix(generator, config)
     load_before = os.getloadavg()[0]
     runs = [run_load(model, args, order) for order in args.orders.split(",")]
+    bursts = [run_burst(model, args, order) for order in args.orders.split(",")]
     report = {
         "what": f"{args.threads} threads x {args.requests} POST /translate (eval), {args.large_share:.0%} "
         f"{args.large}x{args.large}, the rest {args.small}x{args.small}; paper U-Net 256, random weights",
@@ -122,6 +160,7 @@ def main() -> None:
         "max_queue": args.max_queue,
         "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "runs": runs,
+        "burst": bursts,
     }
     lines = [
         f"{report['what']}. {report['device']}; torch {report['torch']}; {report['date']}.",
@@ -135,6 +174,17 @@ def main() -> None:
         lines.append(
             f"| {r['order']} | {r['wall_s']} | {s['p50_ms']} / {s['p99_ms']} | {s['max_queue_wait_ms']} "
             f"| {g['p50_ms']} / {g['p99_ms']} | {s['refused_503'] + g['refused_503']} |"
+        )
+    lines += [
+        "",
+        f"Burst: 3 uploads of {args.burst_large}x{args.burst_large} at once, then one 64x64 drawing 0.3 s later.",
+        "",
+        "| order | small: waited for its turn ms | small: in all ms | the large ones, in all ms |",
+        "|---|---|---|---|",
+    ]
+    for b in bursts:
+        lines.append(
+            f"| {b['order']} | {b['small_queue_ms']} | {b['small_ms']} | {', '.join(map(str, b['large_ms']))} |"
         )
     write_report(Path(args.out), report, "\n".join(lines) + "\n")
 

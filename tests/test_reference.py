@@ -25,6 +25,8 @@ from pix2pix.reference import ReferenceImportError, convert_reference, load_refe
 def _ref_norm(norm: str, channels: int) -> nn.Module:
     if norm == "batch":
         return nn.BatchNorm2d(channels, affine=True)
+    if norm == "none":  # the reference's get_norm_layer("none"): Identity, and no conv biases
+        return nn.Identity()
     return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
 
 
@@ -110,6 +112,8 @@ def reference_generator(arch: str, norm: str, ngf: int = 8, in_c: int = 3, out_c
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0.0, 0.2)
+            if norm == "none" and p.dim() == 4:  # no norm to keep activations O(1): std 1/sqrt(fan-in)
+                p.mul_(1.0 / (0.2 * p[0].numel() ** 0.5))
         for m in norms:
             m.weight.uniform_(0.5, 1.5)
             m.momentum = None  # running statistics = the average over the calibration batches
@@ -140,6 +144,9 @@ CASES = [  # (arch, norm, input side, ngf, in -> out channels)
     ("resnet_6blocks", "instance", 40, 4, 3, 1),
     ("resnet_9blocks", "batch", 32, 4, 1, 3),
     ("resnet_9blocks", "instance", 32, 8, 3, 3),
+    # norm none: the reference's models have no conv biases at all (ours keep them)
+    ("unet_128", "none", 128, 4, 3, 3),
+    ("resnet_6blocks", "none", 32, 4, 3, 3),
 ]
 
 

@@ -38,10 +38,33 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return NORMS[kind](channels)
 
 
-def _conv_bias(norm: str) -> bool:
-    # A conv followed by BatchNorm needs no bias (BN's shift replaces it); the reference
-    # code drops it only for batch norm, which the parameter counts below depend on.
-    return norm != "batch"
+def _conv_bias(norm: str, conv_bias: bool | None = None) -> bool:
+    # A conv followed by BatchNorm needs no bias (BN's shift replaces it): ours have none with
+    # batch norm and keep one with instance norm or none. The reference PyTorch code keeps the
+    # bias only with instance norm (define_G / define_D: use_bias = norm_layer == InstanceNorm2d),
+    # so its `none` models have no conv biases at all; conv_bias=False builds that layout
+    # (import-reference --norm none). The parameter counts of the tests depend on this rule.
+    return norm != "batch" if conv_bias is None else conv_bias
+
+
+class OneValueBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d that also runs where a channel has a single value in the batch (the 1x1
+    bottleneck at batch 1), as the paper's first version did: normalising one value gives 0, so
+    the output is the layer's shift, whatever the input (the reason its errata removed this
+    norm). PyTorch's BatchNorm2d refuses such a batch; the running mean follows the batch as
+    usual, the running variance (undefined for one value) is left as it is. Same state dict."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or x.numel() // x.shape[1] > 1:
+            return super().forward(x)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                self.running_mean.lerp_(x.detach().mean(dim=(0, 2, 3)), self.momentum)
+        normalised = torch.zeros_like(x)  # (x - mean) / std of one value: 0, and no gradient to x
+        if not self.affine:
+            return normalised
+        return normalised * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
 def unet_depth_for_size(size: int) -> int:
@@ -138,6 +161,7 @@ class UNetGenerator(nn.Module):
         skips: bool = True,
         innermost_norm: bool = False,
         output: str = "tanh",
+        conv_bias: bool | None = None,
     ) -> None:
         """
         Args:
@@ -149,7 +173,10 @@ class UNetGenerator(nn.Module):
                 its Torch code; 1 shifts it one level up, as the PyTorch reference code does.
             innermost_norm: the paper as published normalises the 1x1 bottleneck; its errata
                 (and the public code) remove that norm because with batch 1 it zeroes the
-                activations. False is the errata.
+                activations. False is the errata; True reproduces that zeroing at batch 1
+                (OneValueBatchNorm) instead of failing.
+            conv_bias: None for our rule (a bias unless batch norm follows); False for the
+                reference code's `none` models, which have none (see _conv_bias).
         """
         super().__init__()
         if depth < 2:
@@ -158,7 +185,7 @@ class UNetGenerator(nn.Module):
             raise ValueError(f"U-Net output must be tanh or logits, got {output!r}")
         self.depth = depth
         self.skips = skips
-        bias = _conv_bias(norm)
+        bias = _conv_bias(norm, conv_bias)
         # channels[i] = output channels of encoder level i: 64, 128, 256, 512, 512, ... (x8 cap)
         channels = [base_channels * min(2**i, 8) for i in range(depth)]
 
@@ -171,6 +198,8 @@ class UNetGenerator(nn.Module):
                 layers = [conv]
             elif i == depth - 1 and not innermost_norm:
                 layers = [nn.LeakyReLU(0.2), conv]  # 1x1 bottleneck: no norm (errata)
+            elif i == depth - 1 and norm == "batch":
+                layers = [nn.LeakyReLU(0.2), conv, OneValueBatchNorm(channels[i])]  # as first published
             else:
                 layers = [nn.LeakyReLU(0.2), conv, _norm(norm, channels[i])]
             self.encoder.append(nn.Sequential(*layers))
@@ -221,9 +250,9 @@ class UNetGenerator(nn.Module):
 class ResnetBlock(nn.Module):
     """Two 3x3 convs with reflection padding and a residual connection (Johnson et al. 2016)."""
 
-    def __init__(self, channels: int, norm: str, dropout: float) -> None:
+    def __init__(self, channels: int, norm: str, dropout: float, bias: bool | None = None) -> None:
         super().__init__()
-        bias = _conv_bias(norm)
+        bias = _conv_bias(norm) if bias is None else bias
         layers = [
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3, bias=bias),
@@ -253,9 +282,10 @@ class ResnetGenerator(nn.Module):
         blocks: int = 9,
         norm: str = "batch",
         dropout: float = 0.5,
+        conv_bias: bool | None = None,
     ) -> None:
         super().__init__()
-        bias = _conv_bias(norm)
+        bias = _conv_bias(norm, conv_bias)
         c = base_channels
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -269,7 +299,7 @@ class ResnetGenerator(nn.Module):
                 _norm(norm, c * mult * 2),
                 nn.ReLU(),
             ]
-        layers += [ResnetBlock(c * 4, norm, dropout) for _ in range(blocks)]
+        layers += [ResnetBlock(c * 4, norm, dropout, bias) for _ in range(blocks)]
         for mult in (4, 2):
             layers += [
                 nn.ConvTranspose2d(c * mult, c * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),

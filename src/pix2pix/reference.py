@@ -21,7 +21,9 @@ How its modules map onto ours:
   from before torch 0.4 lack `num_batches_tracked`: it is set to 0, which eval mode never reads).
   `instance`: biases on, InstanceNorm2d(affine=False, track_running_stats=False); files written
   while the reference tracked instance-norm statistics still hold them, and the reference drops
-  them when loading, as we do.
+  them when loading, as we do. `none`: no norm layers and, unlike ours, no conv biases either
+  (the reference keeps them only with instance norm): read with UNetGenerator's
+  `conv_bias=False`, recorded in the config.
 - Files saved from DataParallel have `module.` prefixes: they are stripped.
 
 Example:
@@ -48,7 +50,7 @@ REFERENCE_ARCHS = {
     "resnet_9blocks": ("resnet", 9),
     "resnet_6blocks": ("resnet", 6),
 }
-REFERENCE_NORMS = ("batch", "instance")
+REFERENCE_NORMS = ("batch", "instance", "none")
 NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
 REFERENCE_DROPOUT = 0.5  # nn.Dropout(0.5) in both generators
 
@@ -167,7 +169,7 @@ def convert_reference(
 
     Args:
         arch: the reference's --netG: unet_256, unet_128, resnet_9blocks or resnet_6blocks.
-        norm: the reference's --norm: batch (its pix2pix default) or instance (CycleGAN's).
+        norm: the reference's --norm: batch (its pix2pix default), instance (CycleGAN's) or none.
         direction: AtoB or BtoA; the reference keeps it outside the checkpoint.
         dropout: whether G was built with dropout (the reference's `--no_dropout` turns it off).
             Weights do not show it for the U-Net: None means on, the reference's pix2pix default.
@@ -212,6 +214,8 @@ def convert_reference(
         "norm": norm,
         "dropout": REFERENCE_DROPOUT if with_dropout else 0.0,
     }
+    if norm == "none":
+        generator_config["conv_bias"] = False  # the reference keeps conv biases only with instance norm
     if architecture == "unet":
         generator_config.update(
             depth=size,

@@ -6,10 +6,19 @@ Every set has two protocols:
   size, 100 + 100 epochs. Meant for a GPU.
 - `reduced`: fits in about two hours on a 2-core CPU per three rows. What is reduced, exactly:
   image size 256 -> 128 px (jitter 143 -> 128, the U-Net one level shallower: 7 levels, as
-  the reference code's unet_128), and epochs 100 + 100 -> 1 + 1 (one epoch at the initial
-  learning rate, one of linear decay to zero). Architecture widths (ngf = ndf = 64), the
-  objective, lambda = 100, Adam settings, batch size, the data and the full val set are the
-  paper's.
+  the reference code's unet_128), and epochs 100 + 100 -> 1 + 1. The learning rate follows the
+  reference's per-epoch linear rule, lr x (1 - (e + 1 - epochs) / (epochs_decay + 1)) in epoch
+  e, so the first epoch runs at 2e-4 and the second at 1e-4 (not a decay to zero within it).
+  At 128 px the 70x70 PatchGAN sees twice the fraction of the image side it sees at 256 px.
+  Architecture widths (ngf = ndf = 64), the objective, lambda = 100, Adam settings, batch size,
+  the data and the full val set are the paper's.
+
+The FCN-score differs from the paper's protocol, which segments the outputs upsampled to
+1024 x 2048 with the pretrained FCN-8s of Long et al. and scores against gtFine labelIds: here a
+U-Net segmenter trained on the real Cityscapes training photos (`pix2pix evaluate
+train-segmenter`) segments the outputs at the run's size, scored against label ids read from
+the colour label maps (nearest colour) at that size. Rows are comparable within our reports;
+absolute values are not the paper's.
 
 Runs are shared between sets (a run is named by its full config), so `table1`, `table3` and
 `figure7` train the L1+cGAN labels->photo model once. Each step leaves a file behind: an
@@ -40,6 +49,12 @@ PROTOCOLS = ("full", "reduced")
 REDUCED = {"crop_size": 128, "load_size": 143, "epochs": 1, "epochs_decay": 1}
 REDUCED_SEGMENTER_STEPS = 3000  # segmenter recipe at 128 px for the reduced protocol
 SCORES = ("pixel_acc", "class_acc", "class_iou")
+FCN_PROTOCOL = (
+    "FCN-score protocol (not the paper's): the paper segments the outputs upsampled to 1024 x 2048 with "
+    "the pretrained FCN-8s and scores against gtFine labelIds; here a U-Net segmenter trained on the real "
+    "training photos segments them at the run's size, scored against label ids read from the colour "
+    "label maps. Compare rows with each other and with the ground-truth row, not with the paper's values."
+)
 
 
 @dataclass(frozen=True)
@@ -253,9 +268,11 @@ def reproduce(
     segmenter_steps: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
-) -> Path:
+    train_only: bool = False,
+) -> Path | None:
     """Train every row of set `name` that is not trained yet, score it, and write
-    OUT/NAME-PROTOCOL.md and .json. Returns the report's path."""
+    OUT/NAME-PROTOCOL.md and .json. Returns the report's path; with `train_only`, stops after
+    training (the long part, e.g. in the background) and returns None."""
     from .evaluate import evaluate_model, train_segmenter
 
     if name not in SETS:
@@ -271,10 +288,16 @@ def reproduce(
         log(f"[{name} {i}/{len(configs)}] {row.name}: training in {run_dir}")
         if not train_row(cfg, run_dir, progress):
             raise KeyboardInterrupt(f"stopped while training {run_dir}; run the same command again to continue")
+    if train_only:
+        log(f"[{name}] every row is trained; run the same command without --train-only to score them")
+        return None
 
     size = configs[0][1].data.crop_size
     segmenter_path = None
-    if exp.task == "label2photo" and set(exp.metric_names) & set(SCORES):
+    fcn = exp.task == "label2photo" and bool(set(exp.metric_names) & set(SCORES))
+    # a label2photo set scored by colour alone (figure7) needs no segmenter
+    eval_task = exp.task if fcn or exp.task != "label2photo" else "image"
+    if fcn:
         segmenter_path = Path(segmenter) if segmenter else out / f"segmenter-{size}px"
         if segmenter is None and not (segmenter_path / "done.json").is_file():
             steps = segmenter_steps or (REDUCED_SEGMENTER_STEPS if protocol == "reduced" else None)
@@ -294,8 +317,8 @@ def reproduce(
                 data,
                 out=run_dir / f"eval-{exp.task}",
                 size=size,
-                task=exp.task,
-                segmenter=segmenter_path if exp.task == "label2photo" else None,
+                task=eval_task,
+                segmenter=segmenter_path if fcn else None,
                 device=device,
                 overwrite=True,  # no scores were saved: what the folder holds is an interrupted scoring
             )
@@ -354,11 +377,15 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
     ]
     if report["reduced"]:
         lines += [
-            "Reduced from the paper's protocol: 256 px -> 128 px (jitter 143 -> 128, U-Net 7 levels), "
-            "epochs 100 + 100 -> 1 + 1. Everything else (data, widths, objective, lambda = 100, Adam, "
-            "batch size, the full val set) is the paper's. Expect lower scores than the paper's.",
+            "Reduced from the paper's protocol: 256 px -> 128 px (jitter 143 -> 128, U-Net 7 levels; the "
+            "70x70 D then sees twice the fraction of the image side), epochs 100 + 100 -> 1 + 1 (the first at "
+            "lr 2e-4, the second at 1e-4: the reference's per-epoch linear rule). Everything else (data, "
+            "widths, objective, lambda = 100, Adam, batch size, the full val set) is the paper's. Expect "
+            "lower scores than the paper's.",
             "",
         ]
+    if exp.task == "label2photo" and set(exp.metric_names) & set(SCORES):
+        lines += [FCN_PROTOCOL, ""]
     if report["extra"]:
         lines += ["Also changed: " + ", ".join(f"`{k} = {v}`" for k, v in report["extra"].items()) + ".", ""]
     lines += [f"| Row | ours ({head}) | paper ({head}) |", "|---|---|---|"]

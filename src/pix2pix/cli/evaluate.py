@@ -101,7 +101,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         device=args.device,
         extra=_parse_settings(args.set),
         progress=not args.no_progress,
+        train_only=args.train_only,
     )
+    if path is None:
+        return 0
     print(path.read_text())
     report = json.loads(path.with_suffix(".json").read_text())
     print(f"report: {path} ({len(report['rows'])} rows)")
@@ -207,6 +210,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="reproduce", help="folder for runs and reports; the same command resumes")
     p.add_argument("--segmenter", help="FCN-score segmenter (default: trained into OUT by the recipe)")
+    p.add_argument(
+        "--train-only", action="store_true", help="train the rows that are not trained yet, then stop (no scoring)"
+    )
     p.add_argument(
         "--set",
         action="append",

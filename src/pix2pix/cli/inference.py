@@ -225,7 +225,12 @@ def _register_import_reference(sub: argparse._SubParsersAction) -> None:
         choices=("unet_256", "unet_128", "resnet_9blocks", "resnet_6blocks"),
         help="the reference's --netG",
     )
-    p.add_argument("--norm", required=True, choices=("batch", "instance"), help="the reference's --norm")
+    p.add_argument(
+        "--norm",
+        required=True,
+        choices=("batch", "instance", "none"),
+        help="the reference's --norm (its none models have no conv biases; read as such)",
+    )
     p.add_argument(
         "--direction", choices=("AtoB", "BtoA"), default="AtoB", help="the training direction (not in the file)"
     )

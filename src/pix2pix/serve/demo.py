@@ -70,23 +70,23 @@ class Limits:
 
 class TurnQueue:
     """Admission and order for the one generator: at most `size` requests at once, each waiting
-    at most `seconds` for its turn. Waiting requests go smallest image first, so a small drawing
-    waits behind the one large upload already running, not behind every queued one; a request
-    that has waited `patience` seconds goes next whatever its size, so large ones are not starved."""
+    at most `seconds` for its turn.
 
-    def __init__(self, size: int, seconds: float, smallest_first: bool = True, patience: float = 10.0) -> None:
-        self.size, self.seconds, self.smallest_first, self.patience = size, seconds, smallest_first, patience
+    Order ("smallest-first"): each request gets a virtual finish time, its arrival plus its
+    expected length (pixels x the measured seconds per pixel), and the earliest goes next (as in
+    fair queueing). A small drawing thus goes ahead of large uploads that came at about the same
+    time, so it waits behind the one already running, not behind every queued one; a large upload
+    goes ahead of small requests that came more than its own length later, so it is never
+    starved. "arrival" serves in arrival order."""
+
+    def __init__(self, size: int, seconds: float, smallest_first: bool = True) -> None:
+        self.size, self.seconds, self.smallest_first = size, seconds, smallest_first
         self._cond = threading.Condition()
-        self._waiting: list[tuple[int, int, float]] = []  # (pixels, arrival number, arrival time)
+        self._waiting: list[tuple[float, int]] = []  # (virtual finish time, arrival number)
         self._arrivals = itertools.count()
         self._busy = False
         self._mean_s = 0.5  # running mean of a turn's length, for Retry-After
-
-    def _next(self) -> tuple[int, int, float]:
-        oldest = min(self._waiting, key=lambda t: t[1])
-        if not self.smallest_first or time.monotonic() - oldest[2] >= self.patience:
-            return oldest
-        return min(self._waiting)
+        self._s_per_pixel = 1e-6  # running mean of a turn's seconds per pixel
 
     @contextlib.contextmanager
     def turn(self, pixels: int) -> Iterator[float]:
@@ -99,15 +99,16 @@ class TurnQueue:
                     503, f"the server is busy ({self.size} requests queued); retry in {retry} s",
                     {"Retry-After": str(retry)},
                 )  # fmt: skip
-            ticket = (pixels, next(self._arrivals), start)
+            finish = start + pixels * self._s_per_pixel if self.smallest_first else start
+            ticket = (finish, next(self._arrivals))
             self._waiting.append(ticket)
-            while self._busy or self._next() != ticket:
+            while self._busy or min(self._waiting) != ticket:
                 left = start + self.seconds - time.monotonic()
                 if left <= 0:
                     self._waiting.remove(ticket)
                     self._cond.notify_all()
                     raise RequestError(503, f"waited {self.seconds:g} s for a turn; retry later", {"Retry-After": "5"})
-                self._cond.wait(min(left, 0.5))  # also wakes to see whether someone's patience ran out
+                self._cond.wait(left)
             self._waiting.remove(ticket)
             self._busy = True
         began = time.monotonic()
@@ -115,7 +116,10 @@ class TurnQueue:
             yield began - start
         finally:
             with self._cond:
-                self._mean_s = 0.8 * self._mean_s + 0.2 * (time.monotonic() - began)
+                took = time.monotonic() - began
+                self._mean_s = 0.8 * self._mean_s + 0.2 * took
+                # per pixel, counting a small image as 256 x 256: fixed costs dominate there
+                self._s_per_pixel = 0.8 * self._s_per_pixel + 0.2 * took / max(pixels, 65536)
                 self._busy = False
                 self._cond.notify_all()
 

@@ -1,0 +1,93 @@
+"""Audit fixes against the paper and the reference code (issue 14, part 1): dropout placement,
+the first-published bottleneck norm at batch 1, reference `none` models, the figure-7 set on its
+own, and what the reduced protocol and the FCN-score reports say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from pix2pix.checkpoint import load_model
+from pix2pix.networks import OneValueBatchNorm, UNetGenerator, dropout_levels
+from pix2pix.reproduce import FCN_PROTOCOL, SETS, format_report, reproduce
+from pix2pix.train import train
+
+from .conftest import tiny_config
+from .test_evaluate import city  # noqa: F401 - the tiny Cityscapes-like fixture
+
+
+def _dropout_levels(g: UNetGenerator) -> list[int]:
+    return [j for j, level in enumerate(g.decoder) if any(isinstance(m, nn.Dropout) for m in level)]
+
+
+@pytest.mark.parametrize(
+    ("depth", "paper", "reference"),
+    [(8, [0, 1, 2], [1, 2, 3]), (7, [0, 1, 2], [1, 2])],  # unet_256 and unet_128 of the reference
+)
+def test_dropout_placement(depth: int, paper: list[int], reference: list[int]) -> None:
+    assert _dropout_levels(UNetGenerator(3, 3, 4, depth, **dropout_levels(depth, "paper"))) == paper
+    assert _dropout_levels(UNetGenerator(3, 3, 4, depth, **dropout_levels(depth, "reference"))) == reference
+
+
+def test_a_run_with_the_reference_dropout_placement_records_it(tiny_data: Path, tmp_path: Path) -> None:
+    train(tiny_config(tiny_data, max_steps=1, dropout_placement="reference", unet_depth=5), tmp_path, progress=False)
+    generator, card = load_model(tmp_path / "model")
+    assert card.generator["dropout_first_level"] == 1 and card.generator["dropout_levels"] == 0  # depth 5: none
+    assert _dropout_levels(generator) == []
+
+
+def test_the_published_bottleneck_norm_zeroes_it_at_batch_1_instead_of_failing(tiny_data: Path, tmp_path) -> None:
+    norm = OneValueBatchNorm(6).train()
+    with torch.no_grad():
+        norm.bias.copy_(torch.arange(6.0))
+    x = torch.randn(1, 6, 1, 1, requires_grad=True)
+    y = norm(x)
+    assert torch.equal(y, torch.arange(6.0).view(1, 6, 1, 1))  # (x - mean) / std of one value is 0
+    y.sum().backward()
+    assert x.grad is None or not x.grad.any()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchNorm2d(6).train()(torch.randn(1, 6, 1, 1))  # what PyTorch's own layer does
+    summary = train(tiny_config(tiny_data, max_steps=2, batch_size=1, innermost_norm=True), tmp_path, progress=False)
+    assert summary["step"] == 2
+    generator, _ = load_model(tmp_path / "model")
+    assert isinstance(generator.encoder[-1][-1], nn.BatchNorm2d)  # the same state-dict layout
+
+
+def test_figure7_runs_on_its_own_and_the_reduced_schedule_is_as_described(city: Path, tmp_path: Path) -> None:  # noqa: F811
+    tiny = {"crop_size": 32, "load_size": 36, "g_channels": 4, "d_channels": 4, "workers": 0, "num_samples": 0}
+    path = reproduce("figure7", city, tmp_path, protocol="reduced", device="cpu", extra=tiny, progress=False)
+    report = json.loads(path.with_suffix(".json").read_text())
+    assert len(report["rows"]) == 4 and not (tmp_path / "segmenter-32px").exists()  # no segmenter needed
+    assert all(0 <= r["scores"]["color"]["hist_L"] <= 1 for r in report["rows"])
+    text = path.read_text()
+    assert "the first at lr 2e-4, the second at 1e-4" in text and FCN_PROTOCOL not in text
+    log = [json.loads(line) for line in (Path(report["rows"][0]["run"]) / "log.jsonl").read_text().splitlines()]
+    assert {r["lr"] for r in log if r["epoch"] == 0} == {2e-4} and {r["lr"] for r in log if r["epoch"] == 1} == {1e-4}
+
+
+def test_fcn_score_reports_say_how_the_protocol_differs() -> None:
+    exp = SETS["table1"]
+    report = {
+        "title": exp.title, "protocol": "reduced", "machine": "m", "date": "d", "version": "v", "command": "c",
+        "reduced": {}, "extra": {}, "metric_names": list(exp.metric_names), "ground_truth_paper": None,
+        "rows": [{"row": "L1", "run": "r", "paper": None, "training": {}, "scores": {"fcn": {}}}],
+    }  # fmt: skip
+    report["rows"][0]["scores"]["fcn"] = {"pixel_acc": 0.5, "class_acc": 0.2, "class_iou": 0.1}
+    assert FCN_PROTOCOL in format_report(report, exp)
+    assert "FCN-8s" in FCN_PROTOCOL and "1024 x 2048" in FCN_PROTOCOL
+
+
+def test_reproduce_can_train_without_scoring(city: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
+    from pix2pix.cli import main
+
+    args = ["reproduce", "table6", "--data", str(city), "--out", str(tmp_path), "--device", "cpu", "--no-progress"]
+    tiny = ["--set", "crop_size=32", "--set", "load_size=36", "--set", "g_channels=4", "--set", "d_channels=4"]
+    tiny += ["--set", "workers=0", "--set", "num_samples=0"]
+    assert main([*args, *tiny, "--train-only"]) == 0
+    assert len(list(tmp_path.glob("runs/*/done.json"))) == 3
+    assert not list(tmp_path.glob("runs/*/eval-*.json")) and not list(tmp_path.glob("*.md"))
+    assert main([*args, *tiny]) == 0 and (tmp_path / "table6-reduced.md").is_file()
