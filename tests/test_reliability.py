@@ -399,7 +399,7 @@ def test_a_full_disk_during_training_keeps_the_previous_checkpoint(data: Path, s
 
 
 def test_study_answers_survive_a_full_disk_and_a_restart(small_disk: Path) -> None:
-    from .test_study import Client, Running, make_study
+    from .study.test_study import Client, Running, make_study
 
     study = make_study(small_disk)
     server = Running(study)
@@ -436,7 +436,7 @@ def test_study_answers_survive_a_full_disk_and_a_restart(small_disk: Path) -> No
 
 
 def test_study_server_refuses_deeply_nested_json(tmp_path: Path) -> None:
-    from .test_study import Client, Running, make_study
+    from .study.test_study import Client, Running, make_study
 
     server = Running(make_study(tmp_path))
     try:
@@ -470,13 +470,13 @@ def test_evaluate_replaces_an_earlier_evaluation_whole_or_refuses(data: Path, tm
 def _serving(tmp_path: Path, **limits):
     from pix2pix.serve import Limits
 
-    from .test_serve import Running, save_tiny_model
+    from .serve.test_demo import Running, save_tiny_model
 
     return Running(save_tiny_model(tmp_path / "model"), limits=Limits(**limits))
 
 
 def test_serve_answers_503_with_retry_after_when_its_queue_is_full(tmp_path: Path) -> None:
-    from .test_serve import png_bytes, random_image
+    from .serve.test_demo import png_bytes, random_image
 
     server = _serving(tmp_path, max_queue=1)
     try:
@@ -491,7 +491,7 @@ def test_serve_answers_503_with_retry_after_when_its_queue_is_full(tmp_path: Pat
 def test_serve_gives_each_request_a_deadline_in_the_queue(tmp_path: Path) -> None:
     import time
 
-    from .test_serve import png_bytes, random_image
+    from .serve.test_demo import png_bytes, random_image
 
     server = _serving(tmp_path, queue_seconds=0.5)
     try:
@@ -509,7 +509,7 @@ def test_a_small_request_does_not_wait_behind_queued_large_ones(tmp_path: Path) 
     import threading
     import time
 
-    from .test_serve import png_bytes, random_image
+    from .serve.test_demo import png_bytes, random_image
 
     server = _serving(tmp_path)
     queue = server.server.translator.queue

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import chromium_driver
-from .test_serve import Running, random_image, save_tiny_model
+from ..conftest import chromium_driver
+from .test_demo import Running, random_image, save_tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -220,7 +220,7 @@ TRAINING = ("pix2pix.train", "pix2pix.run", "pix2pix.losses", "pix2pix.distribut
 
 
 def test_translate_and_serve_import_nothing_of_training(tmp_path: Path, tiny_data: Path) -> None:
-    from .test_serve import save_tiny_model
+    from ..serve.test_demo import save_tiny_model
 
     model = save_tiny_model(tmp_path / "model")
     loaded = _modules_after(

@@ -26,7 +26,7 @@ from pix2pix.data.images import (
 from pix2pix.data.prepare import combine_folders, split_dataset
 from pix2pix.train import train
 
-from .conftest import tiny_config
+from ..conftest import tiny_config
 
 
 def _noise(h: int, w: int, c: int = 3, seed: int = 0, dtype: type = np.uint8) -> np.ndarray:

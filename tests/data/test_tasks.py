@@ -38,7 +38,7 @@ from pix2pix.data.labels import (
 from pix2pix.data.photos import split_files
 from pix2pix.train import train
 
-from .conftest import SHARED_DATA, shared_dataset, tiny_config
+from ..conftest import SHARED_DATA, shared_dataset, tiny_config
 
 SIZES = ((48, 40), (40, 48), (44, 44), (52, 38))
 

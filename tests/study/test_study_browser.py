@@ -16,7 +16,7 @@ from PIL import Image
 
 from pix2pix.study import Protocol, create_study
 
-from .conftest import chromium_driver
+from ..conftest import chromium_driver
 from .test_study import SMALL, Running, make_images, make_study, read_responses, read_sessions
 
 

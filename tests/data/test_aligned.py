@@ -21,7 +21,7 @@ from pix2pix.data.aligned import (
 from pix2pix.data.images import ImageError, image_size, open_image, to_image, to_tensor
 from pix2pix.data.shapes import make_shapes_dataset
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from ..conftest import SHARED_DATA
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

@@ -16,7 +16,7 @@ from pix2pix.data.check import Requirements, check_dataset
 from pix2pix.data.images import ImageError
 from pix2pix.train import train
 
-from .conftest import shared_dataset, tiny_config
+from ..conftest import shared_dataset, tiny_config
 
 
 def _pair(path: Path, w: int = 64, h: int = 32, seed: int = 0, mode: str = "RGB") -> Path:

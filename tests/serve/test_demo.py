@@ -36,7 +36,7 @@ from pix2pix.serve import (
     resolve_palette,
 )
 
-from .conftest import SHARED_DATA
+from ..conftest import shared_dataset
 
 FACADES = ["background", "facade", "window", "door", "cornice", "sill"]
 FACADES += ["balcony", "blind", "deco", "molding", "pillar", "shop"]
@@ -295,24 +295,27 @@ def test_shipped_palettes() -> None:
     assert len({tuple(c["color"]) for c in facades["classes"]}) == 12  # distinct colours
     cityscapes = load_palette("cityscapes")
     assert [c["trainId"] for c in cityscapes["classes"]] == list(range(19))
-    labels = SHARED_DATA / "cityscapes" / "labels.json"
-    if labels.is_file():  # the dataset's label table is the source of truth
-        table = json.loads(labels.read_text())
-        scored = sorted((t for t in table if 0 <= t["trainId"] < 255), key=lambda t: t["trainId"])
-        expected = [(t["name"], t["id"], t["color"]) for t in scored]
-        assert [(c["name"], c["id"], c["color"]) for c in cityscapes["classes"]] == expected
 
 
-def test_palettes_agree_with_the_evaluation_palettes() -> None:
-    """pix2pix.data.labels ships the full label tables for scoring; the demo's classes must match."""
-    labels = pytest.importorskip("pix2pix.data.labels", reason="no pix2pix.data.labels in this tree")
-    for name in ("cityscapes", "facades"):
-        scored = sorted(
-            (label for label in labels.load_palette(name).labels if 0 <= label.train_id < 255),
-            key=lambda label: label.train_id,
-        )
-        expected = [(label.name, label.id, list(label.color)) for label in scored]
-        assert [(c["name"], c["id"], c["color"]) for c in load_palette(name)["classes"]] == expected, name
+def test_cityscapes_palette_is_the_datasets_label_table() -> None:
+    labels = shared_dataset("cityscapes") / "labels.json"  # the dataset's table: the source of truth
+    table = json.loads(labels.read_text())
+    scored = sorted((t for t in table if 0 <= t["trainId"] < 255), key=lambda t: t["trainId"])
+    expected = [(t["name"], t["id"], t["color"]) for t in scored]
+    assert [(c["name"], c["id"], c["color"]) for c in load_palette("cityscapes")["classes"]] == expected
+
+
+@pytest.mark.parametrize("name", ["cityscapes", "facades"])
+def test_a_map_drawn_with_the_demo_palette_scores_as_its_classes(name: str) -> None:
+    """What a user draws with the page's colours is read back by the evaluation as those classes."""
+    from pix2pix.data.labels import colors_to_ids, to_train_ids
+    from pix2pix.data.labels import load_palette as evaluation_palette
+
+    classes = load_palette(name)["classes"]
+    strip = np.array([[c["color"] for c in classes]], dtype=np.uint8)  # (1, K, 3): one pixel per class
+    palette = evaluation_palette(name)
+    train_ids = to_train_ids(colors_to_ids(Image.fromarray(strip), palette), palette)
+    assert train_ids.reshape(-1).tolist() == [c["trainId"] for c in classes]
 
 
 def test_palette_choice() -> None:
