@@ -28,12 +28,12 @@ from PIL import Image, ImageDraw
 
 from pix2pix import Pix2Pix, __version__
 from pix2pix.networks import UNetGenerator, count_parameters, init_weights
-from pix2pix.serve import load_palette, make_server
+from pix2pix.serve import make_server, page_palette
 
 
 def label_map(size: int) -> bytes:
     """A facade-like label map (CMP palette): wall, rows of windows, a door; as PNG bytes."""
-    colors = {c["name"]: tuple(c["color"]) for c in load_palette("facades")["classes"]}
+    colors = {c["name"]: tuple(c["color"]) for c in page_palette("facades")["classes"]}
     img = Image.new("RGB", (size, size), colors["facade"])
     draw = ImageDraw.Draw(img)
     step = size // 6

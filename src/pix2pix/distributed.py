@@ -12,6 +12,7 @@ of batch_size x WORLD_SIZE images. With WORLD_SIZE unset or 1 nothing here does 
 from __future__ import annotations
 
 import copy
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,10 @@ def teardown(world: World, device: torch.device, wait: bool = True) -> None:
     when one process fails."""
     if world.size == 1:
         return
+    # DDP wrappers sit in reference cycles: free them (and their gradient reducers) now, while
+    # the process group still exists; collected later, after the group is gone, a reducer's
+    # threads can abort the process at exit ("terminate called without an active exception")
+    gc.collect()
     if wait:
         barrier(device)
     if world.owns_group:

@@ -204,19 +204,14 @@ def _segmenter_config(
     photo_half: str,
     recipe: dict[str, Any],
     seconds: float,
-) -> dict[str, Any]:
-    """The segmenter's model config.json: a U-Net with a linear head, one score per class."""
+) -> Any:
+    """The segmenter's model card: a U-Net with a linear head, one score per class."""
+    from .checkpoint import ModelCard
+
     generator = {"in_channels": 3, "out_channels": pal.num_classes, "base_channels": channels, "depth": depth}
-    return {
-        "task": SEGMENTER_TASK,
-        "architecture": "unet",
-        "generator": generator | {"norm": "batch", "dropout": 0.0, "output": "logits"},
-        "palette": palette,
-        "crop_size": size,
-        "photo_half": photo_half,
-        "recipe": recipe,
-        "train_seconds": round(seconds, 1),
-    }
+    generator |= {"norm": "batch", "dropout": 0.0, "output": "logits"}
+    extra = {"photo_half": photo_half, "recipe": recipe, "train_seconds": round(seconds, 1)}
+    return ModelCard("unet", generator, crop_size=size, palette=palette, task=SEGMENTER_TASK, extra=extra)
 
 
 def _halves(path: Path, photo_half: str) -> tuple[Image.Image, Image.Image]:

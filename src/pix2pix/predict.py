@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 
 from .checkpoint import ModelCard, load_model
-from .data.colorize import image_to_l_ab, l_ab_to_image
+from .data.color import image_to_l_ab, l_ab_to_image
 from .data.images import (
     ImageError,
     convert_channels,

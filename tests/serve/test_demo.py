@@ -31,8 +31,8 @@ from pix2pix.serve import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_UPLOAD_BYTES,
     Limits,
-    load_palette,
     make_server,
+    page_palette,
     resolve_palette,
 )
 
@@ -290,10 +290,10 @@ def test_concurrent_requests_get_their_own_results(server: Running) -> None:
 
 
 def test_shipped_palettes() -> None:
-    facades = load_palette("facades")
+    facades = page_palette("facades")
     assert [c["name"] for c in facades["classes"]] == FACADES
     assert len({tuple(c["color"]) for c in facades["classes"]}) == 12  # distinct colours
-    cityscapes = load_palette("cityscapes")
+    cityscapes = page_palette("cityscapes")
     assert [c["trainId"] for c in cityscapes["classes"]] == list(range(19))
 
 
@@ -302,7 +302,7 @@ def test_cityscapes_palette_is_the_datasets_label_table() -> None:
     table = json.loads(labels.read_text())
     scored = sorted((t for t in table if 0 <= t["trainId"] < 255), key=lambda t: t["trainId"])
     expected = [(t["name"], t["id"], t["color"]) for t in scored]
-    assert [(c["name"], c["id"], c["color"]) for c in load_palette("cityscapes")["classes"]] == expected
+    assert [(c["name"], c["id"], c["color"]) for c in page_palette("cityscapes")["classes"]] == expected
 
 
 @pytest.mark.parametrize("name", ["cityscapes", "facades"])
@@ -311,7 +311,7 @@ def test_a_map_drawn_with_the_demo_palette_scores_as_its_classes(name: str) -> N
     from pix2pix.data.labels import colors_to_ids, to_train_ids
     from pix2pix.data.labels import load_palette as evaluation_palette
 
-    classes = load_palette(name)["classes"]
+    classes = page_palette(name)["classes"]
     strip = np.array([[c["color"] for c in classes]], dtype=np.uint8)  # (1, K, 3): one pixel per class
     palette = evaluation_palette(name)
     train_ids = to_train_ids(colors_to_ids(Image.fromarray(strip), palette), palette)

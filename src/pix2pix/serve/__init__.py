@@ -10,7 +10,7 @@ _DEMO = (
     "Limits",
     "Translator",
     "decode_image",
-    "load_palette",
+    "page_palette",
     "make_server",
     "model_name",
     "resolve_palette",

@@ -140,9 +140,10 @@ PALETTE_TEXT = {
 }
 
 
-def load_palette(name: str) -> dict[str, Any]:
-    """A shipped class palette ('cityscapes' or 'facades'): title, source, background, classes
-    (each with name, id, trainId and RGB colour)."""
+def page_palette(name: str) -> dict[str, Any]:
+    """The drawing page's view of a shipped label table (data.labels.load_palette, which the
+    evaluation reads): title, source, background, classes (each with name, id, trainId and RGB
+    colour)."""
     from ..data.labels import load_palette as load_label_table
 
     if name not in PALETTES:
@@ -228,7 +229,7 @@ class Translator:
     ) -> None:
         self.model = model
         self.name = name
-        self.palette = load_palette(palette) if palette else None
+        self.palette = page_palette(palette) if palette else None
         self.limits = limits or Limits()
         limits = self.limits
         self.queue = TurnQueue(limits.max_queue, limits.queue_seconds, limits.order == "smallest-first")
