@@ -17,7 +17,7 @@ from pix2pix.reproduce import FCN_PROTOCOL, SETS, format_report, reproduce
 from pix2pix.train import train
 
 from .conftest import tiny_config
-from .test_evaluate import city  # noqa: F401 - the tiny Cityscapes-like fixture
+from .test_evaluate import city, segmenter  # noqa: F401 - the tiny Cityscapes-like data and its segmenter
 
 
 def _dropout_levels(g: UNetGenerator) -> list[int]:
@@ -91,3 +91,27 @@ def test_reproduce_can_train_without_scoring(city: Path, tmp_path: Path, capsys)
     assert len(list(tmp_path.glob("runs/*/done.json"))) == 3
     assert not list(tmp_path.glob("runs/*/eval-*.json")) and not list(tmp_path.glob("*.md"))
     assert main([*args, *tiny]) == 0 and (tmp_path / "table6-reduced.md").is_file()
+
+
+def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_path: Path) -> None:  # noqa: F811
+    tiny = {"crop_size": 32, "load_size": 36, "g_channels": 4, "d_channels": 4, "workers": 0, "num_samples": 0}
+    path = reproduce(
+        "table1", city, tmp_path, protocol="reduced", segmenter=segmenter, device="cpu", extra=tiny, progress=False
+    )
+    report = json.loads(path.with_suffix(".json").read_text())
+    names = [c["row"] for c in report["controls"]]
+    assert names[0].startswith("Control: one blank image") and names[1] == "Control: L1 after 300 steps"
+    blank, barely = report["controls"]
+    gt = report["rows"][0]["scores"]["fcn_ground_truth"]
+    # on the four-class toy scenes the real photos segment almost perfectly; a grey image does not
+    assert gt["class_iou"] > blank["scores"]["fcn"]["class_iou"] + 0.10
+    assert barely["training"]["step"] == 32  # the whole tiny schedule is shorter than 300 steps
+    text = path.read_text()
+    assert "| Control: one blank image for every input (the layout prior) |" in text
+    assert "The segmenter separates real photos from the controls" in text or "does NOT separate" in text
+    # the blank generator really is blank: every output pixel mid-grey
+    import numpy as np
+    from PIL import Image
+
+    out = np.asarray(Image.open(Path(blank["run"]) / "eval-label2photo" / "images" / "0000_output.png"))
+    assert (out == 128).all()

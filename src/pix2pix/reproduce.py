@@ -272,62 +272,44 @@ def reproduce(
 ) -> Path | None:
     """Train every row of set `name` that is not trained yet, score it, and write
     OUT/NAME-PROTOCOL.md and .json. Returns the report's path; with `train_only`, stops after
-    training (the long part, e.g. in the background) and returns None."""
-    from .evaluate import evaluate_model, train_segmenter
+    training (the long part, e.g. in the background) and returns None.
 
+    FCN-scored sets also get control rows, which show whether the segmenter can tell methods
+    apart at all: one blank (mid-grey) image for every input, i.e. the layout prior the
+    segmenter has learnt, and the L1 generator after CONTROL_STEPS steps. The ground-truth row
+    (the segmenter on the real photos) should stand well above both."""
     if name not in SETS:
         raise ValueError(f"unknown experiment set {name!r}; choose one of {', '.join(SETS)}")
-    exp = SETS[name]
-    out = Path(out)
-    runs = out / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    exp, out, started = SETS[name], Path(out), time.perf_counter()
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    fcn = exp.task == "label2photo" and bool(set(exp.metric_names) & set(SCORES))
     configs = [(row, row_config(exp, row, data, protocol, device, extra)) for row in exp.rows]
-    for i, (row, cfg) in enumerate(configs, 1):
-        run_dir = runs / run_name(cfg)
-        log(f"[{name} {i}/{len(configs)}] {row.name}: training in {run_dir}")
+    controls = [(row, row_config(exp, row, data, protocol, device, extra)) for row in CONTROL_ROWS] if fcn else []
+    for i, (row, cfg) in enumerate(configs + controls, 1):
+        run_dir = out / "runs" / run_name(cfg)
+        log(f"[{name} {i}/{len(configs) + len(controls)}] {row.name}: training in {run_dir}")
         if not train_row(cfg, run_dir, progress):
             raise KeyboardInterrupt(f"stopped while training {run_dir}; run the same command again to continue")
     if train_only:
         log(f"[{name}] every row is trained; run the same command without --train-only to score them")
         return None
-
     size = configs[0][1].data.crop_size
     segmenter_path = None
-    fcn = exp.task == "label2photo" and bool(set(exp.metric_names) & set(SCORES))
-    # a label2photo set scored by colour alone (figure7) needs no segmenter
-    eval_task = exp.task if fcn or exp.task != "label2photo" else "image"
     if fcn:
         segmenter_path = Path(segmenter) if segmenter else out / f"segmenter-{size}px"
         if segmenter is None and not (segmenter_path / "done.json").is_file():
+            from .evaluate import train_segmenter
+
             steps = segmenter_steps or (REDUCED_SEGMENTER_STEPS if protocol == "reduced" else None)
             log(f"[{name}] training the FCN-score segmenter in {segmenter_path}")
             train_segmenter(data, segmenter_path, size=size, steps=steps, device=device, progress=progress)
-
-    results = []
-    for row, cfg in configs:
-        run_dir = runs / run_name(cfg)
-        scores_path = run_dir / f"eval-{exp.task}.json"
-        if scores_path.is_file():
-            scores = json.loads(scores_path.read_text())
-        else:
-            log(f"[{name}] scoring {row.name}")
-            scores = evaluate_model(
-                run_dir / "model",
-                data,
-                out=run_dir / f"eval-{exp.task}",
-                size=size,
-                task=eval_task,
-                segmenter=segmenter_path if fcn else None,
-                device=device,
-                overwrite=True,  # no scores were saved: what the folder holds is an interrupted scoring
-            )
-            scores_path.write_text(json.dumps(scores, indent=2) + "\n")
-        trained = json.loads((run_dir / "done.json").read_text())
-        results.append(
-            {"row": row.name, "run": str(run_dir), "paper": row.paper, "training": trained, "scores": scores}
-        )
-
+    # a label2photo set scored by colour alone (figure7) needs no segmenter
+    scoring = _Scoring(data, size, exp.task, exp.task if fcn or exp.task != "label2photo" else "image")
+    scoring.segmenter, scoring.device, scoring.log = segmenter_path, device, log
+    results = [scoring.row(row, out / "runs" / run_name(cfg)) for row, cfg in configs]
+    checks = [scoring.row(row, out / "runs" / run_name(cfg)) for row, cfg in controls]
+    if fcn:
+        checks.insert(0, scoring.blank(out / "controls" / f"blank-{size}px"))
     report = {
         "set": name,
         "title": exp.title,
@@ -343,6 +325,7 @@ def reproduce(
         "seconds_this_invocation": round(time.perf_counter() - started, 1),
         "metric_names": list(exp.metric_names),
         "rows": results,
+        "controls": checks,
         "ground_truth_paper": exp.ground_truth_paper,
     }
     (out / f"{name}-{protocol}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -350,6 +333,65 @@ def reproduce(
     path.write_text(format_report(report, exp))
     log(f"wrote {path}")
     return path
+
+
+# The controls of FCN-scored sets: a barely trained generator (L1, a few hundred steps)
+CONTROL_STEPS = 300
+CONTROL_ROWS = (Row(f"Control: L1 after {CONTROL_STEPS} steps", {"objective": "l1", "max_steps": CONTROL_STEPS}),)
+BLANK_ROW = "Control: one blank image for every input (the layout prior)"
+
+
+@dataclass
+class _Scoring:
+    """Scores runs' models (once: the scores are kept beside each run) for a report."""
+
+    data: str | Path
+    size: int
+    task: str  # the set's task, which names the saved scores
+    eval_task: str  # what evaluate_model computes
+    segmenter: Path | None = None
+    device: str = "auto"
+    log: Callable[[str], None] = print
+
+    def scores(self, model: Path, where: Path) -> dict[str, Any]:
+        from .evaluate import evaluate_model
+
+        path = where / f"eval-{self.task}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        self.log(f"scoring {model}")
+        scores = evaluate_model(
+            model,
+            self.data,
+            out=where / f"eval-{self.task}",
+            size=self.size,
+            task=self.eval_task,
+            segmenter=self.segmenter,
+            device=self.device,
+            overwrite=True,  # no scores were saved: what the folder holds is an interrupted scoring
+        )
+        path.write_text(json.dumps(scores, indent=2) + "\n")
+        return scores
+
+    def row(self, row: Row, run_dir: Path) -> dict[str, Any]:
+        scores = self.scores(run_dir / "model", run_dir)
+        trained = json.loads((run_dir / "done.json").read_text())
+        return {"row": row.name, "run": str(run_dir), "paper": row.paper, "training": trained, "scores": scores}
+
+    def blank(self, folder: Path) -> dict[str, Any]:
+        """A generator whose weights are all zero: tanh(0) = 0, mid-grey, whatever the input."""
+        from .checkpoint import ModelCard, save_model
+        from .networks import UNetGenerator, unet_depth_for_size
+
+        if not (folder / "model" / "config.json").is_file():
+            depth = unet_depth_for_size(self.size)
+            generator = UNetGenerator(3, 3, base_channels=1, depth=depth, dropout=0.0)
+            for tensor in generator.state_dict().values():
+                tensor.zero_()
+            card = ModelCard("unet", {"base_channels": 1, "depth": depth, "dropout": 0.0}, crop_size=self.size)
+            save_model(folder / "model", generator, card)
+        scores = self.scores(folder / "model", folder)
+        return {"row": BLANK_ROW, "run": str(folder), "paper": None, "training": {}, "scores": scores}
 
 
 def _metric(scores: dict[str, Any], key: str) -> float | None:
@@ -404,7 +446,18 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
             f"| Ground truth (segmenter on real photos) | {fmt([gt[k] for k in names])} "
             f"| {fmt(report['ground_truth_paper'])} |"
         )
+    for r in report.get("controls", []):
+        lines.append(f"| {r['row']} | {fmt([_metric(r['scores'], k) for k in names])} | - |")
     lines += [""]
+    if report.get("controls") and gt is not None:
+        iou = [_metric(r["scores"], "class_iou") for r in report["controls"]]
+        margin = gt["class_iou"] - max(v for v in iou if v is not None)
+        verdict = "separates" if margin >= 0.10 else "does NOT separate"
+        lines += [
+            f"The segmenter {verdict} real photos from the controls: ground-truth class IoU "
+            f"{gt['class_iou']:.2f}, {margin:+.2f} against the best control (the aim is at least +0.10).",
+            "",
+        ]
     if exp.task == "photo2label":
         lines += [
             "Scores: each output pixel is mapped to the nearest Cityscapes label colour; per-pixel "
