@@ -9,7 +9,6 @@ import shutil
 import struct
 import subprocess
 import zipfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,23 +16,19 @@ import numpy as np
 import pytest
 import torch
 
-from pix2pix.checkpoint import STATE_FILE, CheckpointError, load_model, load_state, save_model
+from pix2pix.checkpoint import STATE_FILE, CheckpointError, load_model, load_state
 from pix2pix.cli import main
 from pix2pix.data.shapes import make_shapes_dataset
-from pix2pix.networks import UNetGenerator
 from pix2pix.train import DiskFullError, TrainingDiverged, config_for_resume, train
 
 from .conftest import tiny_config
 
 
 def bomb_png() -> bytes:
-    """74 bytes whose header claims 100000 x 100000 RGB pixels."""
+    """A PNG whose header claims 100000 x 100000 RGB pixels."""
+    from .serve.test_demo import png_header_only
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return png_header_only(100_000, 100_000)
 
 
 @pytest.fixture
@@ -43,15 +38,9 @@ def data(tmp_path: Path) -> Path:
 
 
 def tiny_model(folder: Path) -> Path:
-    torch.manual_seed(0)
-    config = {
-        "architecture": "unet",
-        "generator": {"in_channels": 3, "out_channels": 3, "base_channels": 4, "depth": 5},
-        "direction": "AtoB",
-        "crop_size": 32,
-    }
-    save_model(folder, UNetGenerator(3, 3, base_channels=4, depth=5), config)
-    return folder
+    from .serve.test_demo import save_tiny_model
+
+    return save_tiny_model(folder)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -340,7 +340,17 @@ class _Setup:
     device: torch.device
 
     @classmethod
-    def make(cls, model, task, segmenter, palette, size, perceptual, weights, device) -> _Setup:  # noqa: ANN001
+    def make(
+        cls,
+        model: str | Path,
+        task: str,
+        segmenter: str | Path | None,
+        palette: str,
+        size: int | None,
+        perceptual: tuple[str, ...] | list[str],
+        weights: str | Path | None,
+        device: str,
+    ) -> _Setup:
         from .predict import Pix2Pix, resolve_device
 
         if task not in TASKS:

@@ -304,8 +304,8 @@ def reproduce(
             log(f"[{name}] training the FCN-score segmenter in {segmenter_path}")
             train_segmenter(data, segmenter_path, size=size, steps=steps, device=device, progress=progress)
     # a label2photo set scored by colour alone (figure7) needs no segmenter
-    scoring = _Scoring(data, size, exp.task, exp.task if fcn or exp.task != "label2photo" else "image")
-    scoring.segmenter, scoring.device, scoring.log = segmenter_path, device, log
+    eval_task = exp.task if fcn or exp.task != "label2photo" else "image"
+    scoring = _Scoring(data, size, exp.task, eval_task, segmenter_path, device, log)
     results = [scoring.row(row, out / "runs" / run_name(cfg)) for row, cfg in configs]
     checks = [scoring.row(row, out / "runs" / run_name(cfg)) for row, cfg in controls]
     if fcn:

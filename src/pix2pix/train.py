@@ -280,23 +280,24 @@ class Progress:
 
 
 class LossMeter:
-    """Sums of each step's losses between log lines, and the first step with a non-finite one
-    (kept on the device: no host sync per step)."""
+    """Sums of each step's losses between log lines (on the device: no host sync per step). A
+    non-finite loss makes its sum non-finite until the next log line, which is where it is seen."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
-        self.first_bad = torch.zeros((), dtype=torch.long, device=device)
         self.started = time.perf_counter()
         self.since, self.images = self.started, 0
 
-    def add(self, stats: dict[str, torch.Tensor], step: int, images: int) -> None:
+    def add(self, stats: dict[str, torch.Tensor], images: int) -> None:
         for k, v in stats.items():
             self.sums[k] = self.sums.get(k, 0) + v
-        finite = torch.isfinite(torch.stack([v.detach().float() for v in stats.values()])).all()
-        self.first_bad = torch.where(finite | (self.first_bad > 0), self.first_bad, step)
         self.count += 1
         self.images += images
+
+    def finite(self) -> bool:
+        """Whether every loss since the last log line was finite (one host sync)."""
+        return not self.sums or bool(torch.isfinite(torch.stack(list(self.sums.values()))).all())
 
     def record(self, progress: Progress, lr: float, world: distributed.World) -> dict[str, float]:
         """The log line since the last one: the global batch's mean losses (the processes' means
@@ -324,10 +325,11 @@ def _finite(nets: Nets) -> bool:
     return bool(torch.stack(flags).all())
 
 
-def _diverged(run_dir: Path, first_bad: int, losses: dict[str, float]) -> TrainingDiverged:
+def _diverged(run_dir: Path, step: int, window: int, losses: dict[str, float]) -> TrainingDiverged:
+    """`window`: the steps since the last check, any of which may have been the first bad one."""
     saved = run_dir / STATE_FILE
     kept = f"the last good checkpoint, {saved}, is kept" if saved.exists() else "no checkpoint had been written yet"
-    at = f"at step {first_bad}" if first_bad else "on another process"
+    at = f"at step {step}" + (f" or in the {window - 1} steps before it" if window > 1 else "")
     shown = ", ".join(f"{k} {v:.4g}" for k, v in losses.items() if k not in NOT_LOSSES)
     return TrainingDiverged(
         f"training diverged: a loss or weight became NaN or infinite {at} ({shown}); stopped, and {kept}. "
@@ -551,8 +553,8 @@ def _loop(
     g_run, d_run = (distributed.wrap(maybe_compile(m, cfg.speed), world, device) for m in nets.modules)
     global_batch = cfg.optim.batch_size * world.size
     total = progress.total_steps(epoch_size, global_batch, cfg.optim, cfg.run.max_steps)
-    meter, record, stopping = LossMeter(device), {}, False
-    with StopSignals() as stop, run, _progress_bar(show_progress and world.main, total, progress.step) as bar:
+    meter, record, stopping = LossMeter(), {}, False
+    with StopSignals() as stop, run, _Bar(show_progress and world.main, total, progress.step) as bar:
         while progress.step < total and progress.epoch < cfg.optim.total_epochs and not stopping:
             set_lr(nets.optimizers, cfg.optim.lr * lr_factor(progress.epoch, cfg.optim))
             objective = objective_of_epoch(progress.epoch, cfg)
@@ -564,11 +566,12 @@ def _loop(
                     cfg.optim.precision,
                 )  # fmt: skip
                 progress.advance(global_batch, epoch_size)
-                meter.add(stats, progress.step, real_a.shape[0] * world.size)
+                meter.add(stats, real_a.shape[0] * world.size)
                 if _due(progress.step, cfg.run.log_every, total):
+                    window = meter.count
                     record = meter.record(progress, nets.opt_g.param_groups[0]["lr"], world)
                     if cfg.run.stop_on_nonfinite and not all(map(math.isfinite, record.values())):
-                        raise _diverged(run.path, int(meter.first_bad), record)
+                        raise _diverged(run.path, progress.step, window, record)
                     run.log(record)
                     bar.update_record(record)
                 bar.update(1)
@@ -609,8 +612,8 @@ def _checkpoint(
 ) -> None:
     """Write the checkpoint and model/, unless the run has diverged (then the last good ones stay).
     The weights are checked too: a step can make them infinite while its losses were finite."""
-    if cfg.run.stop_on_nonfinite and distributed.any_rank(bool(meter.first_bad) or not _finite(nets), device):
-        raise _diverged(run.path, int(meter.first_bad) or progress.step, record)
+    if cfg.run.stop_on_nonfinite and distributed.any_rank(not (meter.finite() and _finite(nets)), device):
+        raise _diverged(run.path, progress.step, max(meter.count, 1), record)
     rngs = gather_rng(world)  # every process's dropout stream (a collective)
     if world.main:
         run.save_checkpoint(training_state(cfg, progress, world, nets, rngs), nets.generator, cfg)
@@ -641,10 +644,6 @@ class _Bar:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _progress_bar(enabled: bool, total: int, initial: int) -> _Bar:
-    return _Bar(enabled, total, initial)
 
 
 # --- resuming ------------------------------------------------------------------------------------
