@@ -81,7 +81,7 @@ def test_segmenter_learns_the_scenes_and_is_deterministic(city: Path, segmenter:
     assert config["task"] == "segmenter" and config["crop_size"] == 32
     again = tmp_path / "again"
     train_segmenter(city, again, size=32, steps=120, channels=8, device="cpu", progress=False)
-    assert (again / "generator.safetensors").read_bytes() == (segmenter / "generator.safetensors").read_bytes()
+    assert (again / "model.safetensors").read_bytes() == (segmenter / "model.safetensors").read_bytes()
 
 
 def test_fcn_score_reports_ground_truth_row(city: Path, segmenter: Path, tmp_path: Path) -> None:

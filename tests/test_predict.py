@@ -127,8 +127,8 @@ def test_broken_model_folders_give_clear_errors(model: Pix2Pix, tmp_path: Path) 
     with pytest.raises(CheckpointError, match="config.json"):
         load_model(tmp_path / "nowhere")
     folder = tmp_path / "model"
-    (folder / "generator.safetensors").write_bytes(b"\x00" * 20)
-    with pytest.raises(CheckpointError, match="generator.safetensors"):
+    (folder / "model.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match="model.safetensors"):
         load_model(folder)
 
 
@@ -141,7 +141,7 @@ def test_model_card_reads_old_folders_and_keeps_unknown_keys(tmp_path: Path) -> 
     # a folder as version 0.1.0 wrote it before model cards: the same weights, a hand-made config
     old = tmp_path / "old"
     old.mkdir()
-    (old / "generator.safetensors").write_bytes((tmp_path / "new" / "generator.safetensors").read_bytes())
+    (old / "generator.safetensors").write_bytes((tmp_path / "new" / "model.safetensors").read_bytes())
     layout = {
         "pix2pix_version": "0.1.0",
         "architecture": "unet",

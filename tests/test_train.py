@@ -232,7 +232,7 @@ def test_run_writes_config_log_samples_and_release_model(tiny_data: Path, tmp_pa
     assert grid.size == (3 * 32, 2 * 32)  # input | output | target, one row per val image
     config = json.loads((run_dir / "model" / "config.json").read_text())
     assert config["architecture"] == "unet" and config["generator"]["depth"] == 5
-    weights = load_file(str(run_dir / "model" / "generator.safetensors"))
+    weights = load_file(str(run_dir / "model" / "model.safetensors"))
     state = load_state(run_dir / STATE_FILE)
     assert all(torch.equal(weights[k], v) for k, v in state["generator"].items())
 

@@ -4,8 +4,10 @@
   step, RNG states, config, package version), written atomically: a kill during the write leaves
   the previous file intact. It holds only tensors and plain containers, so it loads with
   `torch.load(..., weights_only=True)`, which never unpickles code.
-- Release weights are a model folder: `config.json` + `generator.safetensors`. Loading needs no
-  flags: the config says how to build the generator.
+- Release weights are a model folder in the Hugging Face Hub layout: `config.json` +
+  `model.safetensors` + a `README.md` model card (hub.py). Loading needs no flags: the config
+  says how to build the generator. Folders written before the Hub layout hold
+  `generator.safetensors` instead: they still load, and are never written again.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ if TYPE_CHECKING:
 
 STATE_FILE = "checkpoint.pt"
 MODEL_CONFIG = "config.json"
-MODEL_WEIGHTS = "generator.safetensors"
+MODEL_WEIGHTS = "model.safetensors"  # the canonical name (the Hub's)
+LEGACY_WEIGHTS = "generator.safetensors"  # model folders written before 0.2 (read, never written)
+MODEL_README = "README.md"
 FORMAT_VERSION = 1
 
 
@@ -212,9 +216,16 @@ class ModelCard:
         """The card of a run's model: the one place a model config is made from a training run."""
         from .networks import generator_settings
 
+        from .config import TrainConfig, resumable_keys
+
         architecture, generator = generator_settings(cfg)
         d = cfg.data
-        return cls(architecture, generator, d.direction, d.mode, d.crop_size, cfg.loss.objective, step)
+        defaults, settings = TrainConfig().to_dict(), cfg.to_dict()
+        ignored = set(resumable_keys()) - {"max_steps"}  # paths, devices, speed and logging
+        changed = {k: v for k, v in settings.items() if k not in ignored and v != defaults[k]}
+        training = {"dataset": Path(cfg.run.data).name or None, "changed_from_defaults": changed}
+        card = cls(architecture, generator, d.direction, d.mode, d.crop_size, cfg.loss.objective, step)
+        return dataclasses.replace(card, extra={"training": training})
 
     def with_step(self, step: int) -> ModelCard:
         return dataclasses.replace(self, step=step)
@@ -288,9 +299,13 @@ def build_generator(config: ModelCard | dict[str, Any]) -> torch.nn.Module:
     return GENERATOR_CLASSES[card.architecture](**dict(card.generator))
 
 
-def save_model(folder: Path, generator: torch.nn.Module, config: ModelCard | dict[str, Any]) -> None:
-    """Write config.json (the card) + generator.safetensors, each atomically."""
-    card = config if isinstance(config, ModelCard) else ModelCard.from_json(config)
+def save_model(
+    folder: Path, generator: torch.nn.Module, config: ModelCard | dict[str, Any], card: bool = True
+) -> None:
+    """Write config.json (the card) + model.safetensors, each atomically, and the README.md
+    model card (hub.model_card) unless `card` is False. A legacy generator.safetensors beside
+    them is removed: a folder holds one set of weights."""
+    config = config if isinstance(config, ModelCard) else ModelCard.from_json(config)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
@@ -305,29 +320,45 @@ def save_model(folder: Path, generator: torch.nn.Module, config: ModelCard | dic
         code = errno.ENOSPC if "os error 28" in str(err) else errno.EIO
         raise OSError(code, f"{os.strerror(code)} ({_first_line(err)})", str(tmp)) from None
     _fsync_replace(tmp, folder / MODEL_WEIGHTS)
-    tmp = folder / (MODEL_CONFIG + ".tmp")
-    tmp.write_text(json.dumps(card.to_json(), indent=2) + "\n")
-    _fsync_replace(tmp, folder / MODEL_CONFIG)
+    (folder / LEGACY_WEIGHTS).unlink(missing_ok=True)
+    _write_text(folder / MODEL_CONFIG, json.dumps(config.to_json(), indent=2) + "\n")
+    if card:
+        from .hub import model_card
+
+        _write_text(folder / MODEL_README, model_card(config))
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    _fsync_replace(tmp, path)
+
+
+def weights_path(folder: Path) -> Path:
+    """The weights file of a model folder: model.safetensors, else a legacy generator.safetensors
+    (the canonical path when neither exists, for the error message)."""
+    legacy = folder / LEGACY_WEIGHTS
+    return legacy if not (folder / MODEL_WEIGHTS).is_file() and legacy.is_file() else folder / MODEL_WEIGHTS
 
 
 def load_model(folder: Path) -> tuple[torch.nn.Module, ModelCard]:
     """(generator in eval mode, its card) from a model folder; also accepts a run directory
     (its model/ subfolder)."""
     folder = Path(folder)
-    if not (folder / MODEL_WEIGHTS).is_file() and (folder / "model" / MODEL_WEIGHTS).is_file():
-        folder = folder / "model"
-    config_path, weights_path = folder / MODEL_CONFIG, folder / MODEL_WEIGHTS
-    for path in (config_path, weights_path):
+    if not weights_path(folder).is_file() and weights_path(folder / "model").is_file():
+        folder = folder / "model"  # a run directory
+    config_path, weights_file = folder / MODEL_CONFIG, weights_path(folder)
+    for path in (config_path, weights_file):
         if not path.is_file():
             raise CheckpointError(f"{path}: missing; a model folder holds {MODEL_CONFIG} and {MODEL_WEIGHTS}")
     config = ModelCard.read(config_path)
     generator = build_generator(config)
     try:
-        weights = load_file(str(weights_path))
+        weights = load_file(str(weights_file))
     except Exception as err:  # noqa: BLE001 - safetensors raises several error types
-        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({err})") from None
+        raise CheckpointError(f"{weights_file}: not a readable safetensors file ({err})") from None
     try:
         generator.load_state_dict(weights)
     except RuntimeError as err:
-        raise CheckpointError(f"{weights_path}: weights do not match {config_path}: {err}") from None
+        raise CheckpointError(f"{weights_file}: weights do not match {config_path}: {err}") from None
     return generator.eval(), config

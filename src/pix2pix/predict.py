@@ -144,9 +144,49 @@ class Pix2Pix:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Pix2Pix:
-        """Load a model folder (config.json + generator.safetensors) or a run directory."""
+        """Load a model folder (config.json + model.safetensors, or an older folder's
+        generator.safetensors) or a run directory."""
         generator, config = load_model(Path(path))
         return cls(generator, config, device)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        id_or_path: str | Path,
+        revision: str | None = None,
+        device: str | torch.device = "cpu",
+        cache_dir: str | Path | None = None,
+        token: str | None = None,
+    ) -> Pix2Pix:
+        """A local model folder (or run directory), else a Hugging Face Hub repository id
+        ("user/name") fetched into the Hub cache (needs the `hub` extra; safetensors only, nothing
+        is unpickled). Offline (HF_HUB_OFFLINE=1) a repository already in the cache loads."""
+        from .extras import MissingExtraError
+
+        path = Path(id_or_path)
+        if path.exists() or str(id_or_path).startswith((".", "/", "~")):
+            return cls.load(path, device)
+        from .hub import HubError, snapshot
+
+        try:
+            folder = snapshot(str(id_or_path), revision, cache_dir, token)
+        except (HubError, MissingExtraError) as err:
+            raise type(err)(f"{id_or_path}: no model folder by that path here; as a Hub repository: {err}") from None
+        return cls.load(folder, device)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool = False,
+        token: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        license: str = "other",
+    ) -> str:
+        """Upload this model (config.json, model.safetensors, a generated README.md card and
+        `metrics` from `pix2pix evaluate`, if given) to the Hub; returns the commit URL."""
+        from .hub import push
+
+        return push(self, repo_id, private, token, metrics, license)
 
     @property
     def input_half(self) -> str:

@@ -290,7 +290,7 @@ def import_reference(
     overwrite: bool = False,
 ) -> ModelCard:
     """Convert a reference `latest_net_G.pth` into a model folder (config.json +
-    generator.safetensors) that `Pix2Pix.load` and `pix2pix translate` read. Returns the config."""
+    model.safetensors + README.md) that `Pix2Pix.load` and `pix2pix translate` read. Returns the config."""
     out = Path(out)
     if (out / MODEL_CONFIG).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a model; choose another folder or pass --overwrite")

@@ -167,7 +167,7 @@ def test_demo_learns_and_translates(tmp_path: Path) -> None:
     run_dir = tmp_path / "demo"
     assert main(["demo", "--run-dir", str(run_dir), "--max-steps", "40", "--no-progress"]) == 0
     assert len(list((run_dir / "translated").glob("*.png"))) == 16
-    assert (run_dir / "model" / "generator.safetensors").is_file()
+    assert (run_dir / "model" / "model.safetensors").is_file()
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert log[-1]["g_l1"] < log[0]["g_l1"]
 

@@ -7,6 +7,8 @@ pix2pix train --resume RUN_DIR [--max-steps N]
 pix2pix translate --model PATH INPUT... --out DIR [--mode paper|eval] [--seed N] [--backend onnxruntime]
 pix2pix export --model PATH --format onnx OUT.onnx [--check]
 pix2pix import-reference latest_net_G.pth --arch unet_256 --norm batch OUT_DIR
+pix2pix download-model NAME --dest DIR   # the reference's published generators (--list)
+pix2pix push MODEL REPO_ID [--dry-run DIR]   # to the Hugging Face Hub, with a model card
 pix2pix serve --model PATH [--palette cityscapes|facades|none] [--port 8000]
 pix2pix demo            # train on the built-in shapes data, then translate with the model
 pix2pix presets         # list the shipped paper presets
@@ -22,7 +24,7 @@ import sys
 
 from .. import __version__
 from ..extras import MissingExtraError
-from . import data, data_tasks, evaluate, inference, study, train
+from . import data, data_tasks, evaluate, hub, inference, study, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train.register(sub)
     inference.register(sub)
+    hub.register(sub)
     p = sub.add_parser("data", help="check and prepare datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     data.register(data_sub)

@@ -60,7 +60,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
     from ..evaluate import train_segmenter
 
     out = Path(args.out)
-    if (out / "generator.safetensors").exists() and not args.overwrite:
+    if (out / "config.json").exists() and not args.overwrite:
         raise ValueError(f"{out} already holds a model; choose another --out or pass --overwrite")
     result = train_segmenter(
         args.data,

@@ -25,7 +25,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     else:
         if Path(args.model).suffix == ".onnx":
             raise ValueError(f"{args.model} is an ONNX file: pass --backend onnxruntime")
-        model = Pix2Pix.load(args.model, device=resolve_device(args.device))
+        model = Pix2Pix.from_pretrained(args.model, device=resolve_device(args.device))
     half = "input" if args.aligned else args.half
     written = model.translate_files(
         args.inputs,
@@ -69,7 +69,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             images.append(item)
         else:
             raise FileNotFoundError(f"{item}: not an image file or a folder of images")
-    model = Pix2Pix.load(args.model)
+    model = Pix2Pix.from_pretrained(args.model)
     opset = args.opset or ONNX_OPSET
     export_onnx(model.generator, model.config, out, opset=opset)
     multiple = size_multiple(model.generator)
@@ -103,7 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         queue_seconds=args.queue_timeout,
         read_seconds=args.read_timeout,
     )
-    model = Pix2Pix.load(args.model, device=resolve_device(args.device))
+    model = Pix2Pix.from_pretrained(args.model, device=resolve_device(args.device))
     server = make_server(
         model,
         args.host,
@@ -153,7 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _register_translate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("translate", help="translate images of any size with a trained model")
-    p.add_argument("--model", required=True, help="model folder (config.json + generator.safetensors) or run dir")
+    p.add_argument("--model", required=True, help="model folder (config.json + model.safetensors), run dir, or Hub repository id (user/name)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder (PNG files, same size as the inputs)")
     p.add_argument(
@@ -192,7 +192,7 @@ def _register_translate(sub: argparse._SubParsersAction) -> None:
 
 def _register_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model's generator to ONNX (eval mode, dynamic batch and size)")
-    p.add_argument("--model", required=True, help="model folder (config.json + generator.safetensors) or run dir")
+    p.add_argument("--model", required=True, help="model folder (config.json + model.safetensors), run dir, or Hub repository id (user/name)")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="output format")
     p.add_argument("out", metavar="OUT", help="the file to write, e.g. model.onnx")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's, 18)")
@@ -218,7 +218,7 @@ def _register_import_reference(sub: argparse._SubParsersAction) -> None:
         help="convert a generator trained with the reference PyTorch code (latest_net_G.pth) into a model folder",
     )
     p.add_argument("file", metavar="FILE", help="the reference's *_net_G.pth (a state dict)")
-    p.add_argument("out", metavar="OUT", help="model folder to write (config.json + generator.safetensors)")
+    p.add_argument("out", metavar="OUT", help="model folder to write (config.json + model.safetensors + README.md)")
     p.add_argument(
         "--arch",
         required=True,
@@ -247,7 +247,7 @@ def _register_import_reference(sub: argparse._SubParsersAction) -> None:
 
 def _register_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="browser demo: draw or upload an input, see the translation beside it")
-    p.add_argument("--model", required=True, help="model folder (config.json + generator.safetensors) or run dir")
+    p.add_argument("--model", required=True, help="model folder (config.json + model.safetensors), run dir, or Hub repository id (user/name)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
     p.add_argument(
