@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -28,17 +32,24 @@ from torch import nn
 from .checkpoint import ModelCard, load_model
 from .data.color import image_to_l_ab, l_ab_to_image
 from .data.images import (
+    DEFAULT_MAX_PIXELS,
     ImageError,
+    Picture,
+    check_pixels,
+    compact_tensor,
     convert_channels,
     is_image_file,
     list_images,
     open_image,
     read_image,
-    save_image,
+    pixel_limit,
     split_pair,
+    to_array,
     to_image,
     to_tensor,
+    write_picture,
 )
+from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, max_tile_for, translate_tiled, untiled_bytes
 
 MODES = ("paper", "eval")
 
@@ -200,6 +211,14 @@ class Pix2Pix:
             return image_to_l_ab(image)[0]
         return to_tensor(convert_channels(image, self.in_channels))
 
+    def encode_compact(self, image: Image.Image | np.ndarray) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """The input as `encode` gives it, but kept in the image's own integer type, with the
+        function that scales any crop of it exactly as `encode` would (tiles of a large image
+        are scaled one at a time)."""
+        if self.colorization:
+            return self.encode(image), _unchanged
+        return compact_tensor(convert_channels(image, self.in_channels))
+
     def decode(self, y: torch.Tensor, x: torch.Tensor) -> Image.Image:
         """The generator's output y (C_out, H, W) for input x -> a PIL image: for colorization
         the RGB photo with the L of x and the predicted ab."""
@@ -236,16 +255,27 @@ class Pix2Pix:
         half: str = "whole",
         overwrite: bool = False,
         bit_depth: int = 8,
+        tile: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+        max_memory: int = DEFAULT_MAX_MEMORY,
+        max_pixels: int | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> list[Path]:
         """Translate files and folders of images into `out_dir` as PNG, keeping each input's
         size and, for folders, relative paths. `half`: 'whole' image, or 'left'/'right' half of
         an aligned pair ('input' picks the model's input half). Inputs are read losslessly (16-bit,
-        .npy, N-channel TIFF); `bit_depth` 16 writes 16-bit PNG. Returns the written paths."""
+        .npy, N-channel TIFF); `bit_depth` 16 writes 16-bit PNG. Returns the written paths.
+
+        Streamed: a loader thread decodes ahead into a bounded queue while the generator runs
+        and outputs are written, so memory does not grow with the number of files. Every
+        header is checked against `max_pixels` (default 256 megapixels) before anything is decoded. An image whose
+        untiled pass would take more than `max_memory` bytes is translated in tiles (tiling.py;
+        `tile` 0 never tiles, a number always tiles at that size), said in one line to `log`.
+        In paper mode image i of the list gets the noise of seed + i, whatever the batching."""
         if bit_depth not in (8, 16) or (bit_depth == 16 and self.colorization):
             raise ValueError(f"bit_depth must be 8 or 16 (16 not for colorization models), got {bit_depth}")
         jobs = _collect_inputs(inputs, Path(out_dir))
-        if half == "input":
-            half = self.input_half
+        half = self.input_half if half == "input" else half
         if half not in ("whole", "left", "right"):
             raise ValueError(f"half must be whole, left, right or input, got {half!r}")
         out_root = Path(out_dir).resolve()
@@ -258,39 +288,187 @@ class Pix2Pix:
                     f"{existing[0]} exists ({len(existing)} outputs would be overwritten); "
                     "choose another --out or pass --overwrite"
                 )
-        # group by size so eval-mode batches stack; order within a group is the input order
-        groups: dict[tuple[int, int], list[tuple[torch.Tensor, Path]]] = {}
-        for src, dst in jobs:
-            img = open_image(src, "RGB") if self.colorization else read_image(src)
-            if half != "whole":
-                img = split_pair(img, src)[0 if half == "left" else 1]
-            try:
-                x = self.encode(img)
-            except ValueError as err:
-                raise ImageError(f"{src}: {err}") from None
-            groups.setdefault(tuple(x.shape[-2:]), []).append((x, dst))
+        max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        for src, _ in jobs:
+            check_pixels(src, max_pixels)
+        plan = _Plan(mode, seed, bit_depth, tile, overlap, max_memory, log or (lambda line: None))
+        batch: list[_Item] = []
         written = []
-        for items in groups.values():
-            for start in range(0, len(items), batch_size):
-                batch = items[start : start + batch_size]
-                out = run_generator(self.generator, torch.stack([x for x, _ in batch]), mode, seed)
-                seed = None if seed is None else seed + 1  # next batch gets fresh, repeatable noise
-                for y, (x, dst) in zip(out, batch):
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    _check_inside(dst, out_root)  # a folder made just now is real, not a link
-                    # written beside and renamed over dst: a symbolic link at dst is replaced,
-                    # never written through, and an interrupted write leaves no half file
-                    partial = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
-                    try:
-                        if self.colorization or (bit_depth == 8 and y.shape[0] in (1, 3)):
-                            self.decode(y, x).save(partial)
-                        else:
-                            save_image(y, partial, bit_depth)  # 16 bit, or channels beyond gray / RGB
-                        os.replace(partial, dst)
-                    finally:
-                        partial.unlink(missing_ok=True)
-                    written.append(dst)
+        with _Loader(self, jobs, half, max_pixels) as loader:
+            for item in loader:
+                tiled = plan.tiled(self, item)
+                if batch and (tiled or item.x.shape != batch[0].x.shape):  # batches stack one size
+                    written += self._translate_batch(batch, plan, out_root)
+                    batch = []
+                if tiled:
+                    written.append(self._translate_tiled(item, plan, out_root))
+                    continue
+                batch.append(item)
+                if mode == "paper" or len(batch) == batch_size:  # paper mode: each image its own batch
+                    written += self._translate_batch(batch, plan, out_root)
+                    batch = []
+            if batch:
+                written += self._translate_batch(batch, plan, out_root)
         return written
+
+    def _translate_batch(self, batch: list[_Item], plan: _Plan, out_root: Path) -> list[Path]:
+        """Untiled: eval mode as one batch, paper mode image by image (its own statistics)."""
+        x = torch.stack([item.scale(item.x) for item in batch])  # (B, C_in, H, W) in [-1, 1]
+        try:
+            out = run_generator(self.generator, x, plan.mode, plan.seed_for(batch[0].index))
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if "memory" not in str(err) and not isinstance(err, torch.OutOfMemoryError):
+                raise
+            h, w = x.shape[-2:]
+            raise MemoryError(
+                f"{batch[0].src}: out of memory translating {w}x{h} untiled; pass a lower --max-memory "
+                "(images whose untiled pass would take more are tiled) or --tile 1024"
+            ) from None
+        written = []
+        for y, item in zip(out, batch):
+            if self.colorization or (plan.bit_depth == 8 and y.shape[0] in (1, 3)):
+                picture: Picture = self.decode(y, item.scale(item.x))
+            else:
+                picture = to_array(y, plan.bit_depth)  # 16 bit, or channels beyond gray / RGB
+            written.append(_write_output(picture, item.dst, out_root))
+        return written
+
+    def _translate_tiled(self, item: _Item, plan: _Plan, out_root: Path) -> Path:
+        """One large image through tiling.translate_tiled, its bands written into one array."""
+        _, h, w = item.x.shape
+        bits = 8 if self.colorization else plan.bit_depth
+        channels = 3 if self.colorization else self.out_channels
+        array = np.zeros((h, w, channels), dtype=np.uint8 if bits == 8 else np.uint16)
+        bands = translate_tiled(
+            self.generator, item.x, item.scale, plan.tile, plan.overlap, plan.mode, plan.seed_for(item.index),
+            plan.max_memory,
+        )
+        for top, band in bands:
+            rows = slice(top, top + band.shape[1])
+            if self.colorization:
+                array[rows] = np.asarray(l_ab_to_image(item.scale(item.x[:, rows]), band))
+            else:
+                array[rows] = to_array(band, bits)
+        if channels in (1, 3) and bits == 8:
+            picture: Picture = Image.fromarray(array[:, :, 0] if channels == 1 else array)
+        else:
+            picture = array
+        return _write_output(picture, item.dst, out_root)
+
+
+def _unchanged(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+@dataclass
+class _Item:
+    """One decoded input: its place in the list, paths, and G's input stored compactly."""
+
+    index: int
+    src: Path
+    dst: Path
+    x: torch.Tensor  # (C_in, H, W) as decoded (uint8 / uint16) or float
+    scale: Callable[[torch.Tensor], torch.Tensor]  # a crop of x -> G's input in [-1, 1]
+
+
+@dataclass
+class _Plan:
+    """How translate_files runs each image: mode, seeds, output depth, and when to tile."""
+
+    mode: str
+    seed: int | None
+    bit_depth: int
+    tile: int | None
+    overlap: int
+    max_memory: int
+    log: Callable[[str], None]
+
+    def seed_for(self, index: int) -> int | None:
+        return None if self.seed is None else self.seed + index
+
+    def tiled(self, model: Pix2Pix, item: _Item) -> bool:
+        _, h, w = item.x.shape
+        if self.tile is not None:
+            return self.tile > 0 and (h > self.tile or w > self.tile)
+        need = untiled_bytes(model.generator, h, w)
+        if need <= self.max_memory:
+            return False
+        tile = max_tile_for(model.generator, self.max_memory)
+        self.log(
+            f"{item.src}: {w}x{h} would take about {need / 2**30:.1f} GiB untiled, over --max-memory "
+            f"{self.max_memory / 2**30:.1f} GiB: translating in tiles of at most {tile} px, {self.overlap} px overlap"
+        )
+        return True
+
+
+class _Loader:
+    """Decodes the inputs in a thread, in order, at most `ahead` of them waiting to be
+    translated; an error is raised where the item would have been."""
+
+    def __init__(self, model: Pix2Pix, jobs: list[tuple[Path, Path]], half: str, max_pixels: int, ahead: int = 2):
+        self.model, self.jobs, self.half, self.max_pixels = model, jobs, half, max_pixels
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="pix2pix-loader", daemon=True)
+
+    def __enter__(self) -> _Loader:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        while self.thread.is_alive():  # let a loader blocked on a full queue finish
+            with contextlib.suppress(queue.Empty):
+                self.queue.get(timeout=0.05)
+        self.thread.join()
+
+    def __iter__(self) -> Iterator[_Item]:
+        while (item := self.queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _put(self, value: Any) -> bool:
+        while not self.stopped.is_set():
+            with contextlib.suppress(queue.Full):
+                self.queue.put(value, timeout=0.05)
+                return True
+        return False
+
+    def _run(self) -> None:
+        try:
+            with pixel_limit(self.max_pixels):
+                for index, (src, dst) in enumerate(self.jobs):
+                    if not self._put(self._load(index, src, dst)):
+                        return
+        except BaseException as err:  # noqa: BLE001 - handed to the consuming thread, raised there
+            self._put(err)
+            return
+        self._put(None)
+
+    def _load(self, index: int, src: Path, dst: Path) -> _Item:
+        img = open_image(src, "RGB") if self.model.colorization else read_image(src)
+        if self.half != "whole":
+            img = split_pair(img, src)[0 if self.half == "left" else 1]
+        try:
+            x, scale = self.model.encode_compact(img)
+        except ValueError as err:
+            raise ImageError(f"{src}: {err}") from None
+        return _Item(index, src, dst, x, scale)
+
+
+def _write_output(picture: Picture, dst: Path, out_root: Path) -> Path:
+    """Write beside `dst` and rename over it: a symbolic link at dst is replaced, never written
+    through, and an interrupted write leaves no half file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    _check_inside(dst, out_root)  # a folder made just now is real, not a link
+    partial = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+    try:
+        write_picture(picture, partial)
+        os.replace(partial, dst)
+    finally:
+        partial.unlink(missing_ok=True)
+    return dst
 
 
 def _check_inside(dst: Path, out_root: Path) -> None:

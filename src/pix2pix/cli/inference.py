@@ -36,6 +36,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
         half=half,
         overwrite=args.overwrite,
         bit_depth=args.bit_depth,
+        tile=args.tile,
+        overlap=args.overlap,
+        max_memory=int(args.max_memory * 2**30),
+        max_pixels=args.max_pixels,
+        log=lambda line: print(line, file=sys.stderr),
     )
     print(f"wrote {len(written)} image(s) to {args.out}")
     return 0
@@ -187,7 +192,43 @@ def _register_translate(sub: argparse._SubParsersAction) -> None:
         default="torch",
         help="torch: --model is a model folder; onnxruntime: --model is an .onnx file from `pix2pix export`",
     )
+    _add_tiling_flags(p)
     p.set_defaults(func=cmd_translate)
+
+
+def _add_tiling_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tile",
+        type=_whole_number,
+        default=None,
+        help="translate in overlapping tiles of this many px (rounded up to the generator's size multiple), "
+        "blended with a cosine window; 0 never tiles (default: tile only images whose untiled pass would "
+        "take more than --max-memory, in tiles that half of it holds)",
+    )
+    p.add_argument("--overlap", type=_whole_number, default=64, help="px shared by neighbouring tiles (default 64)")
+    p.add_argument(
+        "--max-memory",
+        type=float,
+        default=3.0,
+        metavar="GIB",
+        help="GiB an untiled pass may take before the image is tiled automatically (default 3)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_whole_number,
+        default=None,
+        help="refuse inputs whose header claims more pixels, before decoding (default 256,000,000)",
+    )
+
+
+def _whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
 
 
 def _register_export(sub: argparse._SubParsersAction) -> None:

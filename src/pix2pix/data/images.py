@@ -12,10 +12,12 @@ uint16 (0-65535), bool, or floats in [0, 1]. Other dtypes, or floats outside [0,
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import struct
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +177,65 @@ def to_tensor(img: Picture) -> torch.Tensor:
     raise ImageError(f"cannot scale a {array.dtype} array; use uint8, uint16, bool or floats in [0, 1]")
 
 
+def compact_tensor(img: Picture) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """(C, H, W) tensor kept in the picture's own integer type, and the function that scales any
+    crop of it exactly as to_tensor scales the whole: an RGB image of 100 megapixels stays 300 MB
+    instead of 1.2 GB of floats. Other pictures come back as to_tensor's floats."""
+    if isinstance(img, Image.Image) and img.mode not in PIL_ARRAY_MODES:
+        array = np.array(img, dtype=np.uint8)  # a writable copy
+    elif isinstance(img, np.ndarray) and img.dtype in (np.uint8, np.uint16):
+        array = img if img.flags.writeable else img.copy()
+    else:
+        return to_tensor(img), _as_is
+    if array.ndim == 2:
+        array = array[:, :, None]
+    tensor = torch.from_numpy(array).permute(2, 0, 1)
+    return tensor, (_scale_uint8 if array.dtype == np.uint8 else _scale_uint16)
+
+
+def _as_is(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _scale_uint8(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(127.5).sub_(1.0)  # to_tensor's arithmetic, so results are identical
+
+
+def _scale_uint16(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(32767.5).sub_(1.0)
+
+
+# translate's default bound on an input's pixels, checked from the header before decoding:
+# generous (a 16000 x 16000 scene), above Pillow's own guard, which pixel_limit lifts to it
+DEFAULT_MAX_PIXELS = 256_000_000
+
+
+def check_pixels(path: Path | str, max_pixels: int) -> ImageInfo:
+    """The header of `path` (nothing decoded), refused with ImageError when it claims more than
+    `max_pixels` pixels."""
+    with pixel_limit(None):  # reading a header is safe whatever it claims: compared below
+        info = image_info(path)
+    pixels = info.width * info.height
+    if pixels > max_pixels:
+        raise ImageError(
+            f"{path}: its header claims {info.width} x {info.height} = {pixels:,} pixels, over the --max-pixels "
+            f"limit of {max_pixels:,}; nothing was decoded (raise --max-pixels if the image is meant)"
+        )
+    return info
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's decompression-bomb guard set to `max_pixels` (None: off) for the block: files
+    already checked by check_pixels may be larger than its default of 89 megapixels."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
 def to_image(tensor: torch.Tensor) -> Image.Image:
     """Float tensor (C, H, W) in [-1, 1] -> 8-bit PIL image (C = 1 gives L, C = 3 gives RGB)."""
     if tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
@@ -262,7 +323,10 @@ def image_info(path: Path | str) -> ImageInfo:
             if kind == "tiff":
                 return _tiff_info(path)
             w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
+            # Pillow's PNG reader decodes the whole image to look for an eXIf chunk after the
+            # pixels: only one before them is read here (a header must stay a header)
+            has_exif = img.format != "PNG" or "exif" in img.info
+            orientation = img.getexif().get(0x0112, 1) if has_exif else 1
             if kind == "png16":
                 channels, bits = MODE_CHANNELS[img.mode], 16
             elif img.mode in PIL_ARRAY_MODES:
