@@ -171,6 +171,39 @@ def test_16_bit_colour_png_is_read_losslessly(tmp_path: Path, filter_type: int) 
     assert image_info(tmp_path / "x.png") == ImageInfo(11, 9, 3, 16)
 
 
+@pytest.mark.parametrize("channels", [2, 3, 4])
+@pytest.mark.parametrize("filter_type", [0, 1, 2, 3, 4])
+def test_16_bit_png_codec_and_pure_decoder_agree_bit_for_bit(tmp_path: Path, filter_type: int, channels: int) -> None:
+    """OpenCV's libpng (where installed) and the pure decoder give the same samples for every row
+    filter; gray + alpha always takes the pure decoder (OpenCV would expand it to BGRA)."""
+    from pix2pix.data.images import _decode_png16, _read_png16_opencv
+
+    pixels = _noise(13, 17, channels, seed=10 * channels + filter_type, dtype=np.uint16)
+    _write_png16(pixels, tmp_path / "x.png", filter_type)
+    data = (tmp_path / "x.png").read_bytes()
+    assert np.array_equal(_decode_png16(data, tmp_path / "x.png"), pixels)
+    fast = _read_png16_opencv(data)
+    if channels == 2:
+        assert fast is None
+    else:
+        pytest.importorskip("cv2")
+        assert fast is not None and fast.dtype == np.uint16 and np.array_equal(fast, pixels)
+    assert _read_png16_opencv(data[:-12]) is None  # cut short: the pure decoder names the problem
+
+
+def test_16_bit_png_without_opencv_decodes_with_a_note_on_speed(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from pix2pix.data import images
+
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    monkeypatch.setattr(images, "_slow_png16_noted", False)
+    pixels = _noise(5, 6, 3, seed=3, dtype=np.uint16)
+    _write_png16(pixels, tmp_path / "x.png", 4)
+    with pytest.warns(UserWarning, match="pure Python.*pix2pix\\[edges\\]"):
+        assert np.array_equal(read_image(tmp_path / "x.png"), pixels)
+
+
 def test_16_bit_gray_and_rgb_png_train_losslessly(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "train").mkdir(parents=True)
