@@ -41,9 +41,17 @@ def _tiny_model(folder: Path, card: ModelCard = CARD) -> Path:
 def _cityscapes_metrics() -> dict:
     scores = {"pixel_acc": 0.61, "class_acc": 0.22, "class_iou": 0.17}
     truth = {"pixel_acc": 0.79, "class_acc": 0.27, "class_iou": 0.24}
-    return {"data": "/data/cityscapes", "split": "val", "images": 500, "size": 128, "mode": "paper",
-            "task": "label2photo", "fcn": scores, "fcn_ground_truth": truth,
-            "image": {"l1": 0.1, "l2": 0.02, "psnr": 16.5, "ssim": 0.4}}
+    return {
+        "data": "/data/cityscapes",
+        "split": "val",
+        "images": 500,
+        "size": 128,
+        "mode": "paper",
+        "task": "label2photo",
+        "fcn": scores,
+        "fcn_ground_truth": truth,
+        "image": {"l1": 0.1, "l2": 0.02, "psnr": 16.5, "ssim": 0.4},
+    }
 
 
 # --- the folder and its card --------------------------------------------------------------------
@@ -70,7 +78,7 @@ def test_card_says_how_a_run_was_trained(tmp_path: Path) -> None:
     text = model_card(card)
     assert text.startswith("---\nlibrary_name: pix2pix\npipeline_tag: image-to-image\nlicense: other\n")
     assert "- facades\n" in text and "on `facades`, weights of step 1,234." in text
-    assert "- `lr` = `0.0001`" in text and "- `direction` = `\"BtoA\"`" in text
+    assert "- `lr` = `0.0001`" in text and '- `direction` = `"BtoA"`' in text
     assert "workers" not in text and "data" not in card.extra["training"]["changed_from_defaults"]
     assert 'Pix2Pix.from_pretrained("path/to/this/folder")' in text and "@inproceedings{isola2017image" in text
 
@@ -129,7 +137,10 @@ def test_a_push_that_cannot_reach_the_hub_says_so(tmp_path: Path) -> None:
     env.pop("HF_HUB_OFFLINE", None)
     done = subprocess.run(
         [sys.executable, "-m", "pix2pix", "push", str(model), "me/m", "--token", "hf_not_a_real_token"],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.startswith("pix2pix: error: me/m: upload failed")
@@ -157,17 +168,23 @@ def test_from_pretrained_loads_from_the_hub_cache_offline(tmp_path: Path) -> Non
     Image.new("RGB", (32, 32), (200, 40, 90)).save(tmp_path / "in.png")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache")}
     run = [sys.executable, "-m", "pix2pix", "translate", "--seed", "0", str(tmp_path / "in.png")]
-    hub = subprocess.run([*run, "--model", "me/tiny", "--out", str(tmp_path / "a")], capture_output=True, text=True, env=env)
-    local = subprocess.run([*run, "--model", str(model), "--out", str(tmp_path / "b")], capture_output=True, text=True, env=env)
+    hub = subprocess.run(
+        [*run, "--model", "me/tiny", "--out", str(tmp_path / "a")], capture_output=True, text=True, env=env
+    )
+    local = subprocess.run(
+        [*run, "--model", str(model), "--out", str(tmp_path / "b")], capture_output=True, text=True, env=env
+    )
     assert hub.returncode == 0 and local.returncode == 0, hub.stderr + local.stderr
     assert (tmp_path / "a" / "in.png").read_bytes() == (tmp_path / "b" / "in.png").read_bytes()
-    missing = subprocess.run([*run, "--model", "me/absent", "--out", str(tmp_path / "c")], capture_output=True, text=True, env=env)
+    missing = subprocess.run(
+        [*run, "--model", "me/absent", "--out", str(tmp_path / "c")], capture_output=True, text=True, env=env
+    )
     assert missing.returncode == 2 and "not in the Hub cache" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_from_pretrained_names_the_extra_when_huggingface_hub_is_missing(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if not installed
-    with pytest.raises(ImportError, match=r'me/model: no model folder by that path here.*pix2pix\[hub\]'):
+    with pytest.raises(ImportError, match=r"me/model: no model folder by that path here.*pix2pix\[hub\]"):
         Pix2Pix.from_pretrained("me/model")
     assert Pix2Pix.from_pretrained(_tiny_model(tmp_path / "m")).config == CARD.__class__.from_json(
         json.loads((tmp_path / "m" / "config.json").read_text())

@@ -28,7 +28,10 @@ def _tiled(g: torch.nn.Module, x: torch.Tensor, **kwargs) -> torch.Tensor:
     return torch.cat([band for _, band in bands], 1)
 
 
-@pytest.mark.parametrize("length,max_tile,overlap,multiple", [(300, 64, 16, 32), (2048, 1024, 64, 256), (8000, 1280, 64, 256), (97, 64, 8, 16)])
+@pytest.mark.parametrize(
+    "length,max_tile,overlap,multiple",
+    [(300, 64, 16, 32), (2048, 1024, 64, 256), (8000, 1280, 64, 256), (97, 64, 8, 16)],
+)
 def test_tiles_cover_every_pixel_with_weights_summing_to_one(length, max_tile, overlap, multiple) -> None:
     tile, starts = axis_plan(length, max_tile, overlap, multiple)
     assert tile % multiple == 0 and tile <= max_tile
@@ -97,7 +100,9 @@ def test_tile_borders_do_not_show(unet, mode) -> None:
     cut = _seam_score(_tiled(unet, x, tile=64, overlap=0, mode=mode, seed=0), tile_starts(320, 64, 0), 64)
     # the untiled translation at the same columns: what the image itself has there
     untiled = run_generator(unet, x[None], mode, 0)[0]
-    baseline = max(_seam_score(untiled, tile_starts(320, 64, 16), 64), _seam_score(untiled, tile_starts(320, 64, 0), 64))
+    baseline = max(
+        _seam_score(untiled, tile_starts(320, 64, 16), 64), _seam_score(untiled, tile_starts(320, 64, 0), 64)
+    )
     assert blended < 1.5 * baseline, (blended, baseline)
     assert cut > 1.5 * baseline, (cut, baseline)  # the measure sees seams where there are some
 
@@ -131,7 +136,9 @@ def test_large_images_are_tiled_automatically_and_said_so(model: Pix2Pix, tmp_pa
     Image.fromarray(rng.integers(0, 256, (150, 260, 3), dtype=np.uint8)).save(tmp_path / "big.png")
     lines: list[str] = []
     need = tiling.untiled_bytes(model.generator, 150, 260)
-    (out,) = model.translate_files([tmp_path / "big.png"], tmp_path / "a", mode="eval", max_memory=need // 2, log=lines.append)
+    (out,) = model.translate_files(
+        [tmp_path / "big.png"], tmp_path / "a", mode="eval", max_memory=need // 2, log=lines.append
+    )
     assert Image.open(out).size == (260, 150)
     assert len(lines) == 1 and "big.png: 260x150" in lines[0] and "translating in tiles" in lines[0]
     lines.clear()
@@ -180,3 +187,15 @@ def test_a_bad_file_in_a_stream_is_named(model: Pix2Pix, tmp_path: Path) -> None
     (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     with pytest.raises(ImageError, match="b.png"):
         model.translate_files([tmp_path / "a.png", tmp_path / "b.png"], tmp_path / "o")
+
+
+def test_tiled_and_batched_images_keep_the_input_order(model: Pix2Pix, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    sizes = {"a.png": (32, 32), "b.png": (150, 260), "c.png": (32, 32), "d.png": (32, 32)}
+    for name, (h, w) in sizes.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / name)
+    need = tiling.untiled_bytes(model.generator, 150, 260)
+    files = [tmp_path / name for name in sizes]
+    written = model.translate_files(files, tmp_path / "o", mode="eval", batch_size=4, max_memory=need // 2)
+    assert [p.name for p in written] == list(sizes)
+    assert [Image.open(p).size[::-1] for p in written] == list(sizes.values())

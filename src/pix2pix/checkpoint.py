@@ -214,9 +214,8 @@ class ModelCard:
     @classmethod
     def from_train_config(cls, cfg: TrainConfig, step: int | None = None) -> ModelCard:
         """The card of a run's model: the one place a model config is made from a training run."""
-        from .networks import generator_settings
-
         from .config import TrainConfig, resumable_keys
+        from .networks import generator_settings
 
         architecture, generator = generator_settings(cfg)
         d = cfg.data
@@ -299,9 +298,7 @@ def build_generator(config: ModelCard | dict[str, Any]) -> torch.nn.Module:
     return GENERATOR_CLASSES[card.architecture](**dict(card.generator))
 
 
-def save_model(
-    folder: Path, generator: torch.nn.Module, config: ModelCard | dict[str, Any], card: bool = True
-) -> None:
+def save_model(folder: Path, generator: torch.nn.Module, config: ModelCard | dict[str, Any], card: bool = True) -> None:
     """Write config.json (the card) + model.safetensors, each atomically, and the README.md
     model card (hub.model_card) unless `card` is False. A legacy generator.safetensors beside
     them is removed: a folder holds one set of weights."""

@@ -41,7 +41,6 @@ from .predict import Pix2Pix, generator_mode, run_generator, size_multiple
 
 ONNX_OPSET = 18  # the dynamo exporter's own default; ONNX Runtime >= 1.14 runs it
 PARITY_TOLERANCE = 1e-4  # max |ORT - PyTorch| accepted in eval mode
-INT8_MIN_PSNR = 35.0  # dB of an int8 model's outputs against fp32 PyTorch's accepted by --check
 INSTALL_HINT = 'pip install "pix2pix[export]"'
 EXPORT_PACKAGES = ("onnx", "onnxscript")  # torch.onnx.export(dynamo=True) imports both
 RUNTIME_PACKAGES = ("onnxruntime",)
@@ -243,73 +242,3 @@ def check_parity(
         psnr = 10 * math.log10(1 / mse) if mse > 0 else math.inf
         results.append(ParityResult(source, tuple(x.shape), diff, psnr))
     return results
-
-
-# --- int8 ----------------------------------------------------------------------------------------
-
-
-def calibration_inputs(
-    images: Sequence[Path], card: ModelCard, half: str = "whole", size: int | None = None
-) -> list[Any]:
-    """The generator inputs (1, C_in, S, S) float32 numpy arrays of the calibration images: the
-    chosen half (aligned pairs: 'input' is the model's input half), resized to the model's
-    training size S, as the network saw images in training."""
-    from PIL import Image
-
-    from .data.images import split_pair
-
-    side = size or card.crop_size
-    inputs = []
-    for path in images:
-        image = open_image(path, mode_for_channels(card.in_channels))
-        if half != "whole":
-            pick = ("right" if card.direction == "BtoA" else "left") if half == "input" else half
-            image = split_pair(image, path)[0 if pick == "left" else 1]
-        image = image.resize((side, side), Image.BICUBIC)
-        inputs.append(to_tensor(image)[None].numpy())
-    return inputs
-
-
-def quantize_onnx(fp32: str | Path, out: str | Path, inputs: list[Any], per_channel: bool = True) -> Path:
-    """Write the int8 version of the fp32 ONNX file `fp32`: ONNX Runtime's static quantization
-    (QDQ format, int8 weights per output channel, uint8 activations) with activation ranges
-    calibrated (min-max) on `inputs`, real images as calibration_inputs gives them. The pix2pix
-    metadata is kept, so `translate --backend onnxruntime` runs the result like any export."""
-    onnx, _ = require(("onnx", "onnxruntime"), "int8 quantization")
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    if not inputs:
-        raise ValueError("int8 quantization needs calibration images (--calibration DIR)")
-    fp32, out = Path(fp32), Path(out)
-    name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.feeds = iter([{name: x} for x in inputs])
-
-        def get_next(self) -> dict[str, Any] | None:
-            return next(self.feeds, None)
-
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=out.name + ".") as tmp:
-        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / out.name
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        with _quiet_exporter():
-            quantize_static(
-                str(prepared),
-                str(quantized),
-                Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=per_channel,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            )
-        model = onnx.load(str(quantized))
-        source = onnx.load(str(fp32), load_external_data=False)
-        del model.metadata_props[:]
-        for prop in source.metadata_props:
-            model.metadata_props.add(key=prop.key, value=prop.value)
-        model.metadata_props.add(key=META_PREFIX + "quantized", value=f"int8 static QDQ, {len(inputs)} calibration images")
-        onnx.save(model, str(quantized))
-        _fsync_replace(quantized, out)
-    return out

@@ -136,8 +136,10 @@ def _how_it_was_made(card: ModelCard) -> str:
             f"`{source.get('file')}`, `--netG {source.get('arch')} --norm {source.get('norm')}`."
         ]
         if source.get("url"):
-            lines.append(f"Downloaded from {source['url']} (published by the authors; the credit and the "
-                         "license terms are theirs: see the reference repository).")
+            lines.append(
+                f"Downloaded from {source['url']} (published by the authors; the credit and the "
+                "license terms are theirs: see the reference repository)."
+            )
         if source.get("sha256"):
             lines.append(f"SHA-256 of the file converted: `{source['sha256']}`.")
         return "\n".join(["## How it was made", "", *lines, ""])
@@ -148,9 +150,11 @@ def _how_it_was_made(card: ModelCard) -> str:
         return "\n".join(["## How it was made", "", *lines, ""])
     if not training:
         return ""
-    lines = [f"Trained with pix2pix (objective `{card.objective}`)"
-             + (f" on `{training['dataset']}`" if training.get("dataset") else "")
-             + (f", weights of step {card.step:,}." if card.step is not None else ".")]
+    lines = [
+        f"Trained with pix2pix (objective `{card.objective}`)"
+        + (f" on `{training['dataset']}`" if training.get("dataset") else "")
+        + (f", weights of step {card.step:,}." if card.step is not None else ".")
+    ]
     changed = training.get("changed_from_defaults") or {}
     if changed:
         lines += ["", "Options that differ from pix2pix's defaults (the paper's settings):", ""]
@@ -192,12 +196,17 @@ def _evaluation(card: ModelCard, metrics: dict[str, Any]) -> str:
         lines.append("| this model | " + " | ".join(f"{scored[k]:.3f}" for k in keys) + " |")
         if metrics.get("fcn_ground_truth"):
             truth = metrics["fcn_ground_truth"]
-            lines.append("| real photos (the segmenter's ground truth) | " + " | ".join(f"{truth[k]:.3f}" for k in keys) + " |")
+            lines.append(
+                "| real photos (the segmenter's ground truth) | " + " | ".join(f"{truth[k]:.3f}" for k in keys) + " |"
+            )
         if paper:
             lines.append(f"| paper ({paper[0]}) | " + " | ".join(f"{v:.2f}" for v in paper[1]) + " |")
         if metrics.get("fcn"):
-            lines += ["", "FCN-scores come from pix2pix's own segmenter, not the paper's FCN-8s at 1024 x 2048: "
-                      "compare with the real-photo row, not directly with the paper."]
+            lines += [
+                "",
+                "FCN-scores come from pix2pix's own segmenter, not the paper's FCN-8s at 1024 x 2048: "
+                "compare with the real-photo row, not directly with the paper.",
+            ]
         lines.append("")
     image = metrics.get("image")
     if image:
@@ -219,8 +228,22 @@ def _usage(card: ModelCard, repo_id: str | None) -> str:
         'model.translate(Image.open("input.png")).save("output.png")'
     )
     cli = f"pix2pix translate --model {where} input.png --out outputs/"
-    lines = ["## Usage", "", f"`pip install pix2pix{'[hub]' if repo_id else ''}`, then:", "",
-             "```python", code, "```", "", "or from the shell (a local folder):", "", "```bash", cli, "```", ""]
+    lines = [
+        "## Usage",
+        "",
+        f"`pip install pix2pix{'[hub]' if repo_id else ''}`, then:",
+        "",
+        "```python",
+        code,
+        "```",
+        "",
+        "or from the shell (a local folder):",
+        "",
+        "```bash",
+        cli,
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -234,7 +257,9 @@ def _hub() -> Any:
     return module
 
 
-def snapshot(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None, token: str | None = None) -> Path:
+def snapshot(
+    repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None, token: str | None = None
+) -> Path:
     """Download a Hub model repository's pix2pix files into the Hub cache (or find them there,
     offline with HF_HUB_OFFLINE=1) and return the local folder."""
     hub = _hub()
@@ -244,9 +269,7 @@ def snapshot(repo_id: str, revision: str | None = None, cache_dir: str | Path | 
     try:
         validate_repo_id(repo_id)
     except errors.HFValidationError:
-        raise HubError(
-            f"{repo_id!r} is not a Hub repository id (user/name)"
-        ) from None
+        raise HubError(f"{repo_id!r} is not a Hub repository id (user/name)") from None
     try:
         folder = hub.snapshot_download(
             repo_id, revision=revision, cache_dir=cache_dir, token=token, allow_patterns=DOWNLOADED
@@ -263,7 +286,9 @@ def snapshot(repo_id: str, revision: str | None = None, cache_dir: str | Path | 
     except Exception as err:  # noqa: BLE001 - the HTTP client's own errors vary with huggingface_hub's version
         raise HubError(f"{repo_id}: the Hub could not be reached ({type(err).__name__}: {_first_line(err)})") from None
     folder = Path(folder)
-    if not (folder / MODEL_CONFIG).is_file() or not any((folder / f).is_file() for f in (MODEL_WEIGHTS, LEGACY_WEIGHTS)):
+    if not (folder / MODEL_CONFIG).is_file() or not any(
+        (folder / f).is_file() for f in (MODEL_WEIGHTS, LEGACY_WEIGHTS)
+    ):
         raise HubError(
             f"{repo_id}: not a pix2pix model repository (it needs {MODEL_CONFIG} and {MODEL_WEIGHTS}; "
             "pix2pix loads safetensors only, never pickled .bin/.pth files)"
@@ -275,7 +300,9 @@ def _first_line(err: BaseException) -> str:
     return (str(err).splitlines() or [""])[0]
 
 
-def stage(model: Pix2Pix, folder: Path, repo_id: str | None, metrics: dict[str, Any] | None, license: str) -> list[Path]:
+def stage(
+    model: Pix2Pix, folder: Path, repo_id: str | None, metrics: dict[str, Any] | None, license: str
+) -> list[Path]:
     """Write exactly what a push uploads into `folder` (which must be empty or absent): the
     weights, config.json, the card made for `repo_id`, and metrics.json when given."""
     from .checkpoint import save_model
@@ -450,7 +477,9 @@ def download_model(
     digest = sha256_file(file)
     if expected and digest != expected:
         file.unlink()
-        raise DownloadError(f"{source}: SHA-256 mismatch (expected {expected}, got {digest}); the file was deleted: run again")
+        raise DownloadError(
+            f"{source}: SHA-256 mismatch (expected {expected}, got {digest}); the file was deleted: run again"
+        )
     print(f"SHA-256 {digest}" + (": verified" if expected else " (no published sum to check it against)"), file=log)
     staging = dest / f".{name}.converting"
     shutil.rmtree(staging, ignore_errors=True)
@@ -458,7 +487,9 @@ def download_model(
         config = import_reference(file, staging, model.arch, model.norm, model.direction)
     except ReferenceImportError as err:
         file.unlink()
-        raise DownloadError(f"{source}: the downloaded file is not a reference generator ({err}); it was deleted") from None
+        raise DownloadError(
+            f"{source}: the downloaded file is not a reference generator ({err}); it was deleted"
+        ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -41,8 +41,8 @@ from .data.images import (
     is_image_file,
     list_images,
     open_image,
-    read_image,
     pixel_limit,
+    read_image,
     split_pair,
     to_array,
     to_image,
@@ -211,7 +211,9 @@ class Pix2Pix:
             return image_to_l_ab(image)[0]
         return to_tensor(convert_channels(image, self.in_channels))
 
-    def encode_compact(self, image: Image.Image | np.ndarray) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    def encode_compact(
+        self, image: Image.Image | np.ndarray
+    ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
         """The input as `encode` gives it, but kept in the image's own integer type, with the
         function that scales any crop of it exactly as `encode` would (tiles of a large image
         are scaled one at a time)."""
@@ -340,7 +342,13 @@ class Pix2Pix:
         channels = 3 if self.colorization else self.out_channels
         array = np.zeros((h, w, channels), dtype=np.uint8 if bits == 8 else np.uint16)
         bands = translate_tiled(
-            self.generator, item.x, item.scale, plan.tile, plan.overlap, plan.mode, plan.seed_for(item.index),
+            self.generator,
+            item.x,
+            item.scale,
+            plan.tile,
+            plan.overlap,
+            plan.mode,
+            plan.seed_for(item.index),
             plan.max_memory,
         )
         for top, band in bands:

@@ -112,13 +112,8 @@ def untiled_bytes(generator: nn.Module, height: int, width: int) -> int:
 
 def _self_normalising(generator: nn.Module, mode: str) -> list[nn.Module]:
     """Norm layers that would normalise each tile by its own statistics in `mode`."""
-    layers = []
-    for m in generator.modules():
-        if isinstance(m, nn.modules.instancenorm._InstanceNorm):
-            layers.append(m)
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and mode == "paper":
-            layers.append(m)
-    return layers
+    own = (nn.modules.instancenorm._InstanceNorm,) + ((nn.modules.batchnorm._BatchNorm,) if mode == "paper" else ())
+    return [m for m in generator.modules() if isinstance(m, own)]
 
 
 class _WholeImageStatistics:
@@ -166,9 +161,10 @@ class _WholeImageStatistics:
 
 def max_tile_for(generator: nn.Module, max_memory: int) -> int:
     """The largest square tile (a multiple of the generator's size multiple) whose activations
-    fit in half of `max_memory`; the other half holds the image, its output and their bands."""
+    fit in a third of `max_memory`; the rest holds the weights, the image, its output and the
+    bands of rows being blended."""
     multiple = max(int(getattr(generator, "size_multiple", 1)), 1)
-    side = math.sqrt(max_memory / 2 / activation_bytes_per_pixel(generator))
+    side = math.sqrt(max_memory / 3 / activation_bytes_per_pixel(generator))
     return max(multiple, int(side // multiple) * multiple)
 
 
@@ -185,14 +181,16 @@ def translate_tiled(
     """Translate image `x` (C_in, H, W) tile by tile; yields (first row, band (C_out, rows, W)
     float32 in [-1, 1]) from the top down, bands covering every row once.
 
-    `tile`: the largest tile side in px (default: what half of `max_memory` holds); each side
+    `tile`: the largest tile side in px (default: what a third of `max_memory` holds); each side
     gets the tile size and count that cover it with the fewest pixels. As many tiles of a row
-    run as one batch as half of `max_memory` holds. `x` may be stored compactly (uint8 or
+    run as one batch as a third of `max_memory` holds. `x` may be stored compactly (uint8 or
     uint16 as decoded): `scale` maps a crop of it to the generator's float input in [-1, 1]."""
     from .predict import generator_mode, size_multiple
 
     multiple = max(size_multiple(generator), 1)
-    max_tile = max_tile_for(generator, max_memory) if tile is None else max(multiple, math.ceil(tile / multiple) * multiple)
+    max_tile = (
+        max_tile_for(generator, max_memory) if tile is None else max(multiple, math.ceil(tile / multiple) * multiple)
+    )
     _, height, width = x.shape
     if max(height, width) <= max_tile:
         overlap = 0  # one tile: nothing to share
@@ -200,11 +198,14 @@ def translate_tiled(
         overlap = min(overlap, max_tile // 4)  # tiles sized from the memory budget: overlap follows
     elif not 0 <= overlap < max_tile // 2:
         raise ValueError(f"overlap must be in [0, {max_tile // 2}) for {max_tile} px tiles, got {overlap}")
-    (tile_h, ys), (tile_w, xs) = axis_plan(height, max_tile, overlap, multiple), axis_plan(width, max_tile, overlap, multiple)
+    (tile_h, ys), (tile_w, xs) = (
+        axis_plan(height, max_tile, overlap, multiple),
+        axis_plan(width, max_tile, overlap, multiple),
+    )
     if height < tile_h or width < tile_w:
         yield from _padded(generator, x, scale, (tile_h, tile_w), overlap, mode, seed, max_memory)
         return
-    batch = max(1, int(max_memory / 2 // (activation_bytes_per_pixel(generator) * tile_h * tile_w)))
+    batch = max(1, int(max_memory / 3 // (activation_bytes_per_pixel(generator) * tile_h * tile_w)))
     wx = [ramp_window(xs, j, tile_w) for j in range(len(xs))]
     device = next((p.device for p in generator.parameters()), torch.device("cpu"))
     layers = _self_normalising(generator, mode)
@@ -228,22 +229,21 @@ def translate_tiled(
                     for _ in run(y0):
                         pass
             stack.enter_context(stats.applied())
-        acc, weights, top = torch.zeros(0), torch.zeros(0, width), 0  # weighted outputs from row `top` down
+        # the band of rows being blended: tile_h rows from `top`, allocated once
+        acc, weights, top = None, torch.zeros(tile_h, width), 0
         for i, y0 in enumerate(ys):
-            wy, end = ramp_window(ys, i, tile_h), y0 + tile_h
+            wy = ramp_window(ys, i, tile_h)
             for j, out in run(y0):
-                if acc.ndim == 1:
-                    acc = torch.zeros(out.shape[0], 0, width)
-                if acc.shape[1] < end - top:  # grow the band down to this tile row's end
-                    grow = end - top - acc.shape[1]
-                    acc = torch.cat([acc, torch.zeros(acc.shape[0], grow, width)], 1)
-                    weights = torch.cat([weights, torch.zeros(grow, width)], 0)
+                acc = torch.zeros(out.shape[0], tile_h, width) if acc is None else acc
                 w = wy[:, None] * wx[j][None, :]  # (tile_h, tile_w)
-                acc[:, y0 - top : end - top, xs[j] : xs[j] + tile_w] += out * w
-                weights[y0 - top : end - top, xs[j] : xs[j] + tile_w] += w
-            done = ys[i + 1] if i + 1 < len(ys) else height  # rows no later tile touches
-            yield top, acc[:, : done - top] / weights[None, : done - top]
-            acc, weights, top = acc[:, done - top :], weights[done - top :], done
+                acc[:, :, xs[j] : xs[j] + tile_w] += out * w
+                weights[:, xs[j] : xs[j] + tile_w] += w
+            done = (ys[i + 1] if i + 1 < len(ys) else height) - top  # rows no later tile touches
+            yield top, acc[:, :done] / weights[None, :done]
+            # the rows still open move up to the band's start; the freed rows below are cleared
+            acc[:, : tile_h - done], weights[: tile_h - done] = acc[:, done:].clone(), weights[done:].clone()
+            acc[:, tile_h - done :], weights[tile_h - done :] = 0, 0
+            top += done
 
 
 def _padded(

@@ -33,8 +33,11 @@ def cmd_download_model(args: argparse.Namespace) -> int:
         print(f"{'name':22s} {'task':38s} {'direction':9s} {'dataset':12s} size")
         for m in PUBLISHED.values():
             print(f"{m.name:22s} {m.task:38s} {m.direction:9s} {m.dataset:12s} {published_size(m) / 1e6:.0f} MB")
-        print(f"from {model_url('NAME', args.url)} (the reference code's published generators, {PUBLISHED['sat2map'].arch}, "
-              f"{PUBLISHED['sat2map'].norm} norm)")
+        first = next(iter(PUBLISHED.values()))
+        print(
+            f"from {model_url('NAME', args.url)} (the reference code's published generators, "
+            f"{first.arch}, {first.norm} norm)"
+        )
         return 0
     if not args.name:
         raise ValueError("download-model needs a NAME (pix2pix download-model --list shows them)")
@@ -56,8 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="write exactly what would be uploaded into DIR (empty or new) and list it; upload nothing",
     )
-    p.add_argument("--metrics", metavar="FILE", help="metrics.json of `pix2pix evaluate` for the card "
-                   "(default: a metrics.json in MODEL, if any)")
+    p.add_argument(
+        "--metrics",
+        metavar="FILE",
+        help="metrics.json of `pix2pix evaluate` for the card (default: a metrics.json in MODEL, if any)",
+    )
     p.add_argument("--license", default="other", help="license id for the card's metadata (default: other)")
     p.add_argument("--token", help="Hub token (default: huggingface_hub's login or $HF_TOKEN)")
     p.set_defaults(func=cmd_push)
@@ -66,7 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "download-model",
         help="download one of the reference code's published generators and convert it into a model folder",
     )
-    p.add_argument("name", metavar="NAME", nargs="?", help="facades_label2photo, sat2map, map2sat, edges2shoes, day2night")
+    p.add_argument(
+        "name", metavar="NAME", nargs="?", help="facades_label2photo, sat2map, map2sat, edges2shoes, day2night"
+    )
     p.add_argument("--list", action="store_true", help="list the published models and exit")
     p.add_argument("--dest", default="models", help="folder to write DEST/NAME into (default: models)")
     p.add_argument("--url", help="base URL of a mirror (NAME.pth is appended) or a .pth URL; also $PIX2PIX_MODELS_URL")

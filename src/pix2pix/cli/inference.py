@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
@@ -51,7 +50,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..data.images import is_image_file, list_images
     from ..export import (
         EXPORT_PACKAGES,
-        INT8_MIN_PSNR,
         ONNX_OPSET,
         PARITY_TOLERANCE,
         RUNTIME_PACKAGES,
@@ -76,71 +74,26 @@ def cmd_export(args: argparse.Namespace) -> int:
             images.append(item)
         else:
             raise FileNotFoundError(f"{item}: not an image file or a folder of images")
-    calibration = _calibration_images(args)
     model = Pix2Pix.from_pretrained(args.model)
     opset = args.opset or ONNX_OPSET
-    if args.quantize:
-        _export_int8(model, out, opset, calibration, args.calibration_half)
-    else:
-        export_onnx(model.generator, model.config, out, opset=opset)
+    export_onnx(model.generator, model.config, out, opset=opset)
     multiple = size_multiple(model.generator)
     print(
-        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {opset}, eval mode{', int8' if args.quantize else ''}): "
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {opset}, eval mode): "
         f"dynamic batch, height and width (multiples of {multiple})"
     )
     if not check:
         return 0
     results = check_parity(model.generator, OnnxGenerator(out), images=images)
     for r in results:
-        ok = r.psnr >= INT8_MIN_PSNR if args.quantize else r.ok
         shape = "x".join(map(str, r.shape))
-        print(
-            f"  {'ok  ' if ok else 'FAIL'} max |onnxruntime - torch| = {r.max_abs_diff:.2e}, "
-            f"PSNR {r.psnr:.1f} dB  {shape}  {r.source}"
-        )
-    if args.quantize:
-        worst_psnr = min(r.psnr for r in results)
-        if worst_psnr < INT8_MIN_PSNR:
-            print(f"pix2pix: error: int8 check failed: PSNR {worst_psnr:.1f} dB < {INT8_MIN_PSNR:g} dB", file=sys.stderr)
-            return 1
-        print(f"int8 check ok: {len(results)} inputs, PSNR against fp32 PyTorch >= {worst_psnr:.1f} dB")
-        return 0
+        print(f"  {'ok  ' if r.ok else 'FAIL'} max |onnxruntime - torch| = {r.max_abs_diff:.2e}  {shape}  {r.source}")
     worst = max(r.max_abs_diff for r in results)
     if worst >= PARITY_TOLERANCE:
         print(f"pix2pix: error: parity check failed: {worst:.2e} >= {PARITY_TOLERANCE:g}", file=sys.stderr)
         return 1
     print(f"parity ok: {len(results)} inputs, max difference {worst:.2e} < {PARITY_TOLERANCE:g}")
     return 0
-
-
-def _calibration_images(args: argparse.Namespace) -> list[Path]:
-    from ..data.images import list_images
-
-    if not args.quantize:
-        if args.calibration:
-            raise ValueError("--calibration is for --quantize int8")
-        return []
-    if not args.calibration:
-        raise ValueError("--quantize int8 needs --calibration DIR: real input images to calibrate the ranges on")
-    folder = Path(args.calibration)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a folder of images (--calibration)")
-    files = list_images(folder)
-    if not files:
-        raise ValueError(f"{folder}: holds no image files (--calibration)")
-    step = max(1, len(files) // args.calibration_count)  # spread over the folder, not its first files
-    return files[::step][: args.calibration_count]
-
-
-def _export_int8(model: Any, out: Path, opset: int, images: list[Path], half: str) -> None:
-    import tempfile
-
-    from ..export import calibration_inputs, export_onnx, quantize_onnx
-
-    inputs = calibration_inputs(images, model.config, half)
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
-        fp32 = export_onnx(model.generator, model.config, Path(tmp) / "fp32.onnx", opset=opset)
-        quantize_onnx(fp32, out, inputs)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -205,7 +158,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _register_translate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("translate", help="translate images of any size with a trained model")
-    p.add_argument("--model", required=True, help="model folder (config.json + model.safetensors), run dir, or Hub repository id (user/name)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model folder (config.json + model.safetensors), run dir, or Hub repository id (user/name)",
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder (PNG files, same size as the inputs)")
     p.add_argument(
@@ -280,7 +237,11 @@ def _whole_number(text: str) -> int:
 
 def _register_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model's generator to ONNX (eval mode, dynamic batch and size)")
-    p.add_argument("--model", required=True, help="model folder (config.json + model.safetensors), run dir, or Hub repository id (user/name)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model folder (config.json + model.safetensors), run dir, or Hub repository id (user/name)",
+    )
     p.add_argument("--format", choices=("onnx",), default="onnx", help="output format")
     p.add_argument("out", metavar="OUT", help="the file to write, e.g. model.onnx")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's, 18)")
@@ -296,20 +257,6 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
         help="also compare on these images (files, or folders: their first --check-count images); implies --check",
     )
     p.add_argument("--check-count", type=int, default=4, help="images taken from each --check-images folder")
-    p.add_argument(
-        "--quantize",
-        choices=("int8",),
-        help="int8: ONNX Runtime static quantization (QDQ, per-channel int8 weights, uint8 activations) "
-        "calibrated on --calibration; --check then asks PSNR >= 35 dB against fp32 PyTorch",
-    )
-    p.add_argument("--calibration", metavar="DIR", help="real input images for --quantize (e.g. the train split)")
-    p.add_argument("--calibration-count", type=int, default=32, help="images taken, spread over DIR (default 32)")
-    p.add_argument(
-        "--calibration-half",
-        choices=("whole", "left", "right", "input"),
-        default="whole",
-        help="of aligned pairs, the half to calibrate on (input: the model's input half)",
-    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=cmd_export)
 
@@ -349,7 +296,11 @@ def _register_import_reference(sub: argparse._SubParsersAction) -> None:
 
 def _register_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="browser demo: draw or upload an input, see the translation beside it")
-    p.add_argument("--model", required=True, help="model folder (config.json + model.safetensors), run dir, or Hub repository id (user/name)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model folder (config.json + model.safetensors), run dir, or Hub repository id (user/name)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
     p.add_argument(
