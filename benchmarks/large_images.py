@@ -327,7 +327,8 @@ def markdown(report: dict[str, object]) -> str:
         keys = [k for k in report["int8"][0] if k not in ("model", "side", "images")]
         lines += [
             "",
-            f"int8 (ONNX Runtime static QDQ, 32 calibration images) against fp32, one image per call, median of {report['repeats']} (backends in turn):",
+            "int8 (ONNX Runtime static QDQ, 32 calibration images) against fp32, one image per call, "
+            f"median of {report['repeats']} (backends in turn):",
             "",
             "| model | side | " + " | ".join(keys) + " |",
             "|---|---|" + "---|" * len(keys),

@@ -35,6 +35,7 @@ HOLES = ("center", "random")  # inpainting holes (data/inpaint.py)
 DROPOUT_PLACEMENTS = ("paper", "reference")
 RECEPTIVE_FIELDS = (1, 16, 34, 70, 142, 286)
 EVAL_TASKS = ("auto", "photo2label", "label2photo", "image")  # pix2pix evaluate --task
+VAL_TASKS = ("auto", "image", "label2photo", "photo2label")  # validation during training (validation.py)
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -290,12 +291,34 @@ class RunConfig(Section):
     stop_on_nonfinite: bool = opt(
         True, "stop with an error at the first NaN or infinite loss (the last good checkpoint is kept)"
     )
+    val_every: int = opt(0, "steps between validations of a fixed subset of the val split (0: none)")
+    val_images: int = opt(32, "validation pairs scored each time: the first of the val split, the same each time")
+    val_task: str = opt(
+        "auto",
+        "what validation scores besides L1 / PSNR / SSIM: label2photo adds FCN-scores (needs --segmenter), "
+        "photo2label the outputs read as Cityscapes labels; auto: label2photo with --segmenter, else image",
+        choices=VAL_TASKS,
+    )
+    segmenter: str = opt("", "FCN-score segmenter (pix2pix evaluate train-segmenter) for label2photo validation")
+    snapshot_every: int = opt(0, "steps between snapshots/step_N/ model folders (0: none)")
+    keep_snapshots: int = opt(0, "snapshots kept, the oldest removed first (0: all)")
+    best_metric: str = opt(
+        "", "a validation metric (val_psnr, val_fcn_class_iou, val_l1, ...): model-best/ holds the weights at its best"
+    )
+    tensorboard: bool = opt(False, "TensorBoard event files in RUN/tensorboard/ (needs the tensorboard extra)")
 
     def validate(self) -> None:
-        for name in ("log_every", "sample_every", "checkpoint_every"):
-            self._at_least(name, 1, "(steps between them)")
-        for name in ("max_steps", "workers", "num_samples"):
+        for name in ("log_every", "sample_every", "checkpoint_every", "val_images"):
+            self._at_least(name, 1, "(steps between them)" if name.endswith("every") else "")
+        for name in ("max_steps", "workers", "num_samples", "val_every", "snapshot_every", "keep_snapshots"):
             self._at_least(name, 0)
+        if self.best_metric and not self.val_every:
+            raise ValueError(f"best_metric = {self.best_metric!r} (--best-metric): needs --val-every N > 0")
+        if self.best_metric and not self.best_metric.startswith("val_"):
+            raise ValueError(
+                f"best_metric = {self.best_metric!r} (--best-metric): a validation metric, e.g. val_psnr, "
+                "val_eval_l1 or val_fcn_class_iou"
+            )
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise ValueError(f"device = {self.device!r} (--device): choose auto, cpu, cuda, cuda:N or mps")
 
@@ -365,6 +388,14 @@ FILE_ORDER = (
     "sample_every",
     "num_samples",
     "checkpoint_every",
+    "val_every",
+    "val_images",
+    "val_task",
+    "segmenter",
+    "snapshot_every",
+    "keep_snapshots",
+    "best_metric",
+    "tensorboard",
 )
 assert sorted(FILE_ORDER) == sorted(FLAT_KEYS), "every flat key has its place in files"
 

@@ -116,7 +116,6 @@ def train_segmenter(
     photo_half: str = "left",
     device: str = "auto",
     progress: bool = True,
-    augment: str = "mirror",
 ) -> dict[str, Any]:
     """Train the FCN-score segmenter on the real training photos of an aligned set whose other
     half is the colour label map (Cityscapes: photo | labels).
@@ -124,8 +123,7 @@ def train_segmenter(
     Recipe (deterministic for a given seed and thread count): a U-Net with `channels` filters
     in the first layer, log2(size) levels, BatchNorm, no dropout and a linear head with one score
     per class; photos resized to size x size (bicubic), label ids by nearest colour then
-    nearest-neighbour resizing; random mirroring (`augment` "color" adds photometric jitter, see
-    `_color_jitter`); pixel-wise cross-entropy ignoring the
+    nearest-neighbour resizing; random mirroring only; pixel-wise cross-entropy ignoring the
     void labels; Adam (lr 1e-3, betas 0.9 / 0.999) with the learning rate decayed linearly to 0;
     batch 4; `steps` default: 20 epochs of the training split. Writes a model folder
     (config.json with "task": "segmenter" + model.safetensors + a README.md card) and its val scores."""
@@ -164,8 +162,6 @@ def train_segmenter(
         y = labels_u8[idx].long()  # (B, S, S)
         flip = torch.rand(len(idx), generator=order) < 0.5
         x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-        if augment == "color":
-            x = _color_jitter(x, order)
         loss = F.cross_entropy(net(x.to(dev)), y.to(dev), ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -180,32 +176,12 @@ def train_segmenter(
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - started
-    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "augment": augment, "data": str(data)}
+    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "data": str(data)}
     save_model(out, net.cpu(), _segmenter_config(pal, palette, channels, depth, size, photo_half, recipe, seconds))
     scores = evaluate_segmenter(out, data, device=device)
     result = {"steps": steps, "seconds": round(seconds, 1), "val": scores}
     (out / "done.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-def _color_jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Photometric jitter of photos (B, 3, H, W) in [-1, 1]: brightness, contrast and saturation
-    each scaled by a factor in [0.6, 1.4], and one photo in five turned grey. A segmenter that
-    cannot lean on exact colours must read texture and shape, as the paper's FCN-8s does; one that
-    reads colours alone scores flat colour blobs (a barely trained generator) almost as well as
-    photos, and cannot rank methods."""
-    b = len(x)
-    rgb = (x + 1) / 2
-    grey_weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R 601 luma
-    factors = 0.6 + 0.8 * torch.rand(b, 3, generator=gen)  # (B, 3): brightness, contrast, saturation
-    rgb = rgb * factors[:, 0].view(b, 1, 1, 1)
-    mean = (rgb * grey_weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)  # (B, 1, 1, 1)
-    rgb = (rgb - mean) * factors[:, 1].view(b, 1, 1, 1) + mean
-    grey = (rgb * grey_weights).sum(1, keepdim=True)  # (B, 1, H, W)
-    rgb = (rgb - grey) * factors[:, 2].view(b, 1, 1, 1) + grey
-    to_grey = (torch.rand(b, generator=gen) < 0.2).view(b, 1, 1, 1)
-    rgb = torch.where(to_grey, grey.expand_as(rgb), rgb)
-    return rgb.clamp(0, 1) * 2 - 1
 
 
 def _decode_pairs(files: list[Path], pal: Palette, size: int, photo_half: str) -> tuple[torch.Tensor, torch.Tensor]:

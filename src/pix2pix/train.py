@@ -15,6 +15,7 @@ counted in images, so a run can be resumed on a different number of processes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from .config import Objective, OptimConfig, SpeedConfig, TrainConfig, resumable_
 from .data.aligned import Augment, DatasetError, EpochSampler, split_folder
 from .data.datasets import dataset_options, make_dataset
 from .losses import discriminator_loss, generator_loss
+from .monitor import Monitor
 from .networks import build_networks
 from .predict import resolve_device, run_generator
 from .run import (
@@ -554,7 +556,13 @@ def _loop(
     global_batch = cfg.optim.batch_size * world.size
     total = progress.total_steps(epoch_size, global_batch, cfg.optim, cfg.run.max_steps)
     meter, record, stopping = LossMeter(), {}, False
-    with StopSignals() as stop, run, _Bar(show_progress and world.main, total, progress.step) as bar:
+    monitor = Monitor(cfg, run.path, val_set, device, progress.step if state else None) if world.main else None
+    with (
+        StopSignals() as stop,
+        run,
+        monitor or contextlib.nullcontext(),
+        _Bar(show_progress and world.main, total, progress.step) as bar,
+    ):
         while progress.step < total and progress.epoch < cfg.optim.total_epochs and not stopping:
             set_lr(nets.optimizers, cfg.optim.lr * lr_factor(progress.epoch, cfg.optim))
             objective = objective_of_epoch(progress.epoch, cfg)
@@ -574,11 +582,16 @@ def _loop(
                         raise _diverged(run.path, progress.step, window, record)
                     run.log(record)
                     bar.update_record(record)
+                    if monitor:
+                        monitor.log(record)
                 bar.update(1)
                 if world.main and cfg.run.num_samples and _due(progress.step, cfg.run.sample_every, total):
-                    run.save_sample(
-                        progress.step, sample_grid(nets.generator, val_set, cfg.run.num_samples, cfg.optim.seed)
-                    )
+                    grid = sample_grid(nets.generator, val_set, cfg.run.num_samples, cfg.optim.seed)
+                    run.save_sample(progress.step, grid)
+                    if monitor:
+                        monitor.sample(progress.step, grid)
+                if monitor:
+                    _watch(monitor, run, progress, total, nets, bar)
                 stopping = stop.requested(device)
                 if progress.step >= total or stopping:
                     break  # a stop request ends the run cleanly after a whole step
@@ -598,6 +611,16 @@ def _loop(
         "rank": world.rank,
         "world_size": world.size,
     }
+
+
+def _watch(monitor: Monitor, run: RunDir, progress: Progress, total: int, nets: Nets, bar: _Bar) -> None:
+    """Validation and snapshots where due; a validation goes to log.jsonl and the progress bar."""
+    generator = distributed.for_one_process(nets.generator)  # rank 0 alone: no synchronised BatchNorm
+    with run.disk_full_reported():
+        record = monitor.after_step(progress.step, progress.epoch, total, generator)
+    if record is not None:
+        run.log(record)
+        bar.show_validation(record, monitor.cfg.run.best_metric)
 
 
 def _checkpoint(
@@ -623,7 +646,7 @@ class _Bar:
     """tqdm when asked, else nothing."""
 
     def __init__(self, enabled: bool, total: int, initial: int) -> None:
-        self.bar = None
+        self.bar, self.val = None, {}
         if enabled:
             from tqdm import tqdm
 
@@ -636,7 +659,14 @@ class _Bar:
     def update_record(self, record: dict[str, float]) -> None:
         if self.bar is not None:
             losses = {k: f"{v:.3f}" for k, v in record.items() if k not in NOT_LOSSES}
-            self.bar.set_postfix(epoch=record["epoch"], **losses, img_s=f"{record['images_per_s']:.2f}")
+            self.bar.set_postfix(epoch=record["epoch"], **losses, img_s=f"{record['images_per_s']:.2f}", **self.val)
+
+    def show_validation(self, record: dict[str, float], best_metric: str) -> None:
+        """The last validation's headline figure, shown beside the losses from now on."""
+        shown = best_metric or "val_psnr"
+        self.val = {shown: f"{record[shown]:.4g}"}
+        if self.bar is not None:
+            self.bar.set_postfix(**self.val)
 
     def __enter__(self) -> _Bar:
         return self

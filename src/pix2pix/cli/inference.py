@@ -207,7 +207,7 @@ def _add_tiling_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="translate in overlapping tiles of this many px (rounded up to the generator's size multiple), "
         "blended with a cosine window; 0 never tiles (default: tile only images whose untiled pass would "
-        "take more than --max-memory, in tiles that half of it holds)",
+        "take more than --max-memory, in tiles that a third of it holds)",
     )
     p.add_argument("--overlap", type=_whole_number, default=64, help="px shared by neighbouring tiles (default 64)")
     p.add_argument(

@@ -1,0 +1,171 @@
+"""What a run writes for watching it, besides log.jsonl and checkpoints: validation metrics
+(validation.py), snapshots, the best model, and TensorBoard event files.
+
+- `snapshots/step_NNNNNNN/`: model folders (the format of model/) every `--snapshot-every`
+  steps, the oldest removed beyond `--keep-snapshots`.
+- `model-best/`: the weights at the best value of `--best-metric` so far, with `best.json`
+  (metric, value, step) inside; replaced whole (written beside, then renamed), so a kill leaves
+  the previous best or the new one, never a mix.
+- `tensorboard/`: losses, learning rate, images/s, every validation metric and the sample grids,
+  written with torch.utils.tensorboard (the `tensorboard` extra).
+
+Resume: a kill -9 loses the steps after the last checkpoint, which then run again, bit for bit.
+Snapshots after that checkpoint are removed (they come back, the same); TensorBoard purges its
+events after it (`purge_step`), so no point is duplicated or missing; model-best/ is kept with
+its best.json, because the replayed validations reach the same values at the same steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch import nn
+
+from .checkpoint import ModelCard, save_model
+from .config import TrainConfig
+from .validation import Validator, higher_is_better, metric_names, resolve_task
+
+BEST = "model-best"
+NOT_SCALARS = ("step", "epoch")
+
+
+class Monitor:
+    """Validation, snapshots, the best model and TensorBoard of one run (rank 0's)."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, val_set: Any, device: Any, resume_step: int | None) -> None:
+        self.cfg, self.path = cfg, Path(run_dir)
+        best = cfg.run.best_metric
+        if best and best not in metric_names(resolve_task(cfg)):
+            names = ", ".join(metric_names(resolve_task(cfg)))
+            raise ValueError(f"best_metric = {best!r} (--best-metric): this run's validation logs {names}")
+        self.validator = Validator.make(cfg, val_set, device)
+        self.board = _board(self.path, resume_step) if cfg.run.tensorboard else None
+        self.best_value, self.best_step = self._read_best()
+        if resume_step is not None:
+            self._drop_snapshots_after(resume_step)
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.board is not None:
+            for key, value in record.items():
+                if key not in NOT_SCALARS and isinstance(value, int | float):
+                    self.board.add_scalar(_tag(key), value, record["step"])
+            self.board.flush()
+
+    def sample(self, step: int, grid: Image.Image) -> None:
+        if self.board is not None:
+            self.board.add_image("samples", np.asarray(grid.convert("RGB")), step, dataformats="HWC")
+            self.board.flush()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.board is not None:
+            self.board.close()
+
+    def after_step(self, step: int, epoch: int, total: int, generator: nn.Module) -> dict[str, Any] | None:
+        """Validate and snapshot where due (every N steps and at the last); returns the
+        validation record, if one was made."""
+        run = self.cfg.run
+        record = None
+        if self.validator is not None and _due(step, run.val_every, total):
+            record = self.validate(step, epoch, generator)
+        if _due(step, run.snapshot_every, total):
+            self.snapshot(step, generator)
+        return record
+
+    def validate(self, step: int, epoch: int, generator: nn.Module) -> dict[str, Any]:
+        """Score the generator; keep it as model-best/ when it improves the best metric."""
+        record = {"step": step, "epoch": epoch, **self.validator(generator)}
+        metric = self.cfg.run.best_metric
+        if metric and self._improves(record[metric]):
+            self.best_value, self.best_step = record[metric], step
+            self._save_best(generator, step, metric, record[metric])
+        self.log(record)
+        return record
+
+    def snapshot(self, step: int, generator: nn.Module) -> None:
+        folder = self.path / "snapshots" / f"step_{step:07d}"
+        save_model(folder, generator, ModelCard.from_train_config(self.cfg, step))
+        keep = self.cfg.run.keep_snapshots
+        if keep:
+            for old in _snapshots(self.path)[:-keep]:
+                shutil.rmtree(old)
+
+    # --- the best model ---------------------------------------------------------------------------
+
+    def _improves(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best_value is None:
+            return True
+        higher = higher_is_better(self.cfg.run.best_metric)
+        return value > self.best_value if higher else value < self.best_value
+
+    def _save_best(self, generator: nn.Module, step: int, metric: str, value: float) -> None:
+        """model-best/ replaced whole: written beside, renamed over the old one."""
+        final, fresh, old = self.path / BEST, self.path / f".{BEST}.new", self.path / f".{BEST}.old"
+        shutil.rmtree(fresh, ignore_errors=True)
+        save_model(fresh, generator, ModelCard.from_train_config(self.cfg, step))
+        better = "higher" if higher_is_better(metric) else "lower"
+        best = {"metric": metric, "value": value, "step": step, "better": better}
+        (fresh / "best.json").write_text(json.dumps(best) + "\n")
+        if final.exists():
+            final.replace(old)
+        fresh.replace(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _read_best(self) -> tuple[float | None, int | None]:
+        """The best so far of a resumed run (None: none yet, or another metric than now)."""
+        shutil.rmtree(self.path / f".{BEST}.new", ignore_errors=True)  # a kill while writing a new best
+        for folder in (self.path / BEST, self.path / f".{BEST}.old"):  # .old: a kill between the renames
+            try:
+                best = json.loads((folder / "best.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if folder.name != BEST:
+                folder.replace(self.path / BEST)
+            if best.get("metric") == self.cfg.run.best_metric:
+                return float(best["value"]), int(best["step"])
+        return None, None
+
+    def _drop_snapshots_after(self, step: int) -> None:
+        for folder in _snapshots(self.path):
+            if int(folder.name.removeprefix("step_")) > step:
+                shutil.rmtree(folder)
+
+
+def _due(step: int, every: int, total: int) -> bool:
+    return every > 0 and (step % every == 0 or step == total)
+
+
+def _snapshots(run_dir: Path) -> list[Path]:
+    return sorted(p for p in (run_dir / "snapshots").glob("step_*") if p.is_dir())
+
+
+def _tag(key: str) -> str:
+    """TensorBoard's tag of a log key: grouped as loss/, val/, val_eval/ and train/."""
+    if key.startswith("val_eval_"):
+        return f"val_eval/{key.removeprefix('val_eval_')}"
+    if key.startswith("val_"):
+        return f"val/{key.removeprefix('val_')}"
+    if key in ("lr", "images_per_s", "time"):
+        return f"train/{key}"
+    return f"loss/{key}"
+
+
+def _board(run_dir: Path, resume_step: int | None) -> Any:
+    """A SummaryWriter on RUN/tensorboard; on resume, events after the checkpoint are purged."""
+    from .extras import require
+
+    require(["tensorboard"], "--tensorboard", 'pip install "pix2pix[tensorboard]"')
+    from torch.utils.tensorboard import SummaryWriter
+
+    purge = None if resume_step is None else resume_step + 1
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge)

@@ -1,0 +1,117 @@
+"""Watching a run (monitor.py, validation.py): validation metrics in log.jsonl, snapshots, the
+best model, TensorBoard files read back with tensorboard's own reader, and one continuous history
+across a resume from an earlier checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pix2pix.checkpoint import STATE_FILE
+from pix2pix.config import TrainConfig
+from pix2pix.train import config_for_resume, train
+from pix2pix.validation import higher_is_better, metric_names
+
+from .conftest import tiny_config
+
+WATCHED = dict(
+    epochs=3, epochs_decay=3, max_steps=12, val_every=4, val_images=2, snapshot_every=4, keep_snapshots=2,
+    best_metric="val_psnr", sample_every=4, checkpoint_every=4, log_every=2,
+)  # fmt: skip
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def _without_timings(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("time", "images_per_s", "val_seconds")} for r in records]
+
+
+def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_validation_snapshots_and_best_model(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(tiny_data, **WATCHED), run, progress=False)
+    validations = [r for r in _log(run) if "val_psnr" in r]
+    assert [r["step"] for r in validations] == [4, 8, 12]
+    assert set(metric_names("image")) <= set(validations[0]) and validations[0]["val_seconds"] > 0
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["step_0000008", "step_0000012"]  # keep 2
+    best = json.loads((run / "model-best" / "best.json").read_text())
+    top = max(validations, key=lambda r: r["val_psnr"])
+    assert (best["metric"], best["step"], best["value"]) == ("val_psnr", top["step"], top["val_psnr"])
+    card = json.loads((run / "model-best" / "config.json").read_text())
+    assert card["step"] == top["step"]
+
+
+def test_tensorboard_holds_losses_validation_and_samples(tiny_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    train(tiny_config(tiny_data, **WATCHED, tensorboard=True), run, progress=False)
+    log = _log(run)
+    logged = [(r["step"], r["val_psnr"]) for r in log if "val_psnr" in r]
+    board = _scalars(run, "val/psnr")
+    assert [s for s, _ in board] == [s for s, _ in logged] == [4, 8, 12]
+    assert [v for _, v in board] == pytest.approx([v for _, v in logged], rel=1e-6)  # stored as float32
+    assert [s for s, _ in _scalars(run, "loss/g_l1")] == [r["step"] for r in log if "g_l1" in r]
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert [e.step for e in events.Images("samples")] == [4, 8, 12]
+
+
+def test_a_resume_from_an_earlier_checkpoint_gives_one_continuous_history(tiny_data: Path, tmp_path: Path) -> None:
+    """As after a kill -9 at step 12 whose last checkpoint is step 8: the steps after it run again,
+    bit for bit, and log.jsonl, snapshots, model-best/ and TensorBoard end as an uninterrupted run's."""
+    pytest.importorskip("tensorboard")
+    cfg = tiny_config(tiny_data, **WATCHED, tensorboard=True)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    train(cfg, whole, progress=False)
+    train(cfg.replace(max_steps=8), cut, progress=False)
+    saved = (cut / STATE_FILE).read_bytes()  # the checkpoint of step 8
+    train(config_for_resume(cut, {"max_steps": 12}), cut, resume=True, progress=False)
+    (cut / STATE_FILE).write_bytes(saved)  # "killed" after step 12, before its checkpoint
+    train(config_for_resume(cut, {"max_steps": 12}), cut, resume=True, progress=False)
+
+    assert _without_timings(_log(cut)) == _without_timings(_log(whole))
+    assert _scalars(cut, "val/psnr") == _scalars(whole, "val/psnr") and len(_scalars(cut, "val/psnr")) == 3
+    assert [s for s, _ in _scalars(cut, "loss/g_gan")] == [s for s, _ in _scalars(whole, "loss/g_gan")]
+    assert sorted(p.name for p in (cut / "snapshots").iterdir()) == sorted(
+        p.name for p in (whole / "snapshots").iterdir()
+    )
+    assert (cut / "model-best" / "best.json").read_text() == (whole / "model-best" / "best.json").read_text()
+    for name in ("model.safetensors",):
+        assert (cut / "model-best" / name).read_bytes() == (whole / "model-best" / name).read_bytes()
+
+
+def test_bad_watch_options_are_refused_before_training(tiny_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs --val-every"):
+        TrainConfig.from_dict({"best_metric": "val_psnr"})
+    with pytest.raises(ValueError, match="this run's validation logs val_l1"):
+        train(
+            tiny_config(tiny_data, val_every=2, best_metric="val_fcn_class_iou", max_steps=2),
+            tmp_path / "r",
+            progress=False,
+        )
+    assert higher_is_better("val_eval_fcn_class_iou") and not higher_is_better("val_l1")
+
+
+def test_resume_without_snapshots_beyond_the_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = tiny_config(tiny_data, **{**WATCHED, "keep_snapshots": 0, "checkpoint_every": 8})
+    train(cfg.replace(max_steps=8), run, progress=False)
+    saved = (run / STATE_FILE).read_bytes()
+    train(config_for_resume(run, {"max_steps": 12}), run, resume=True, progress=False)
+    (run / STATE_FILE).write_bytes(saved)
+    (run / "snapshots" / "step_0000012" / "config.json").unlink(missing_ok=True)  # a snapshot cut short by the kill
+    train(config_for_resume(run, {"max_steps": 12}), run, resume=True, progress=False)
+    assert (run / "snapshots" / "step_0000012" / "config.json").is_file()
