@@ -111,3 +111,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("presets", help="list the shipped presets (paper experiments)")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("report", help="write RUN/report.html: losses, validation, samples, timings, configuration")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    p.add_argument("--smoothing", type=float, default=0.9, help="weight of the loss curves' moving average (0: raw)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..report import write_report
+
+    if not 0 <= args.smoothing < 1:
+        raise ValueError(f"--smoothing {args.smoothing}: must be in [0, 1)")
+    print(f"wrote {write_report(args.run, args.smoothing)}")
+    return 0
