@@ -3,6 +3,7 @@ visible seams, the pixel limit checked before decoding, and the order of a strea
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +200,16 @@ def test_tiled_and_batched_images_keep_the_input_order(model: Pix2Pix, tmp_path:
     written = model.translate_files(files, tmp_path / "o", mode="eval", batch_size=4, max_memory=need // 2)
     assert [p.name for p in written] == list(sizes)
     assert [Image.open(p).size[::-1] for p in written] == list(sizes.values())
+
+
+def test_translate_html_index_shows_input_output_and_target(model_dir: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    for name in ("p1.png", "p2.png"):
+        Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)).save(tmp_path / name)
+    out = tmp_path / "o"
+    args = ["translate", "--model", str(model_dir), str(tmp_path / "p1.png"), str(tmp_path / "p2.png")]
+    assert main([*args, "--out", str(out), "--aligned", "--html"]) == 0
+    page = (out / "index.html").read_text()
+    assert page.count('alt="output"') == 2 and page.count('alt="target"') == 2 and 'src="p1.png"' in page
+    links = re.findall(r'src="([^"]+)"', page)
+    assert links and all((out / link).is_file() for link in links)  # every image the page shows is there

@@ -319,6 +319,107 @@ def evaluate_model(
     return result
 
 
+def evaluate_folders(
+    real: str | Path,
+    fake: str | Path,
+    out: str | Path,
+    size: int = 256,
+    task: str = "image",
+    labels: str | Path | None = None,
+    segmenter: str | Path | None = None,
+    palette: str = "cityscapes",
+    gallery: int = 30,
+    absent: str = "zero",
+    perceptual: tuple[str, ...] | list[str] = (),
+    weights: str | Path | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Score images made elsewhere (an ONNX run, the reference code, another method): each image
+    of `fake` against the image of `real` with the same relative path (extension aside), both
+    resized to `size`, with the metrics and page of evaluate_model. photo2label: both are colour
+    label maps; label2photo: the FCN-score of `fake` against the label maps in `labels` (the
+    inputs the photos were made from), with `segmenter`."""
+    from .predict import resolve_device
+
+    final = Path(out)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())) and not overwrite:
+        raise EvaluationError(f"{final} already holds an evaluation; pass --overwrite to replace it whole")
+    if task not in ("image", "photo2label", "label2photo"):
+        raise EvaluationError(f"--task {task}: folders are scored as image, photo2label or label2photo")
+    if task == "label2photo" and (segmenter is None or labels is None):
+        raise EvaluationError("label2photo on folders needs --segmenter PATH and --labels DIR (the input label maps)")
+    triples = match_folders(real, fake, labels)
+    dev = resolve_device(device)
+    pal = load_palette(palette) if task != "image" else None
+    seg_net = load_segmenter(segmenter, dev)[0] if task == "label2photo" else None
+    setup = _Setup(None, task, size, pal, seg_net, dev)
+    folder = final.parent / f".{final.name}.partial"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    scores, shown, started = _Scores(setup, bool(perceptual)), [], time.perf_counter()
+    for i, (name, real_path, fake_path, label_path) in enumerate(triples):
+        target = _resize(open_image(real_path, "RGB"), size)
+        output = _resize(open_image(fake_path, "RGB"), size)
+        source = _resize(open_image(label_path, "RGB"), size) if label_path else target
+        segmented = scores.add(source, output, target)
+        if i < gallery:
+            shown.append(_save_gallery(folder, i, name, source, output, target, segmented, pal))
+    result = {
+        "model": f"{fake} (images)",
+        "data": str(real),
+        "split": "folders",
+        "images": len(triples),
+        "size": size,
+        "task": task,
+        "mode": "-",
+        "seed": None,
+        "seconds": round(time.perf_counter() - started, 1),
+        **scores.result(absent),
+        "conventions": CONVENTIONS,
+    }
+    if perceptual:
+        from .features import perceptual_scores
+
+        result["perceptual"] = perceptual_scores(
+            scores.kept_real, scores.kept_fake, weights, tuple(perceptual), device=dev
+        )
+    _write_report(folder, result, shown, scores)
+    _replace_folder(folder, final)
+    return result
+
+
+def match_folders(
+    real: str | Path, fake: str | Path, labels: str | Path | None = None
+) -> list[tuple[str, Path, Path, Path | None]]:
+    """(name, real, fake, label map or None) for every real image, matched by relative path
+    without the extension (translate writes .png whatever the input was); a real image with no
+    fake one is an error naming it."""
+
+    def index(folder: str | Path) -> dict[str, Path]:
+        root = Path(folder)
+        if not root.is_dir():
+            raise EvaluationError(f"{root}: not a folder of images")
+        found = {p.relative_to(root).with_suffix("").as_posix(): p for p in list_images(root)}
+        if not found:
+            raise EvaluationError(f"{root}: holds no image files")
+        return found
+
+    reals, fakes = index(real), index(fake)
+    label_maps = index(labels) if labels is not None else {}
+    missing = [name for name in reals if name not in fakes]
+    if missing:
+        raise EvaluationError(
+            f"{fake}: no image for {len(missing)} of the {len(reals)} real images, e.g. {', '.join(missing[:3])} "
+            f"(matched by relative path without the extension)"
+        )
+    if labels is not None:
+        unlabelled = [name for name in reals if name not in label_maps]
+        if unlabelled:
+            raise EvaluationError(f"{labels}: no label map for {', '.join(unlabelled[:3])} ({len(unlabelled)} in all)")
+    return [(name, reals[name], fakes[name], label_maps.get(name)) for name in sorted(reals)]
+
+
 CONVENTIONS = {
     "images": "RGB in [0, 1] at size x size; L1 and L2 are means over pixels and channels",
     "psnr": "dB, data range 1, per image then averaged (capped at 100 dB for identical images)",

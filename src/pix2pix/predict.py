@@ -45,6 +45,7 @@ from .data.images import (
     read_image,
     split_pair,
     to_array,
+    to_pil8,
     to_image,
     to_tensor,
     write_picture,
@@ -362,6 +363,51 @@ class Pix2Pix:
         else:
             picture = array
         return _write_output(picture, item.dst, out_root)
+
+
+INDEX_THUMB = 512  # px: the longer side of the input and target thumbnails of index.html
+
+
+def write_index(inputs: Sequence[str | Path], out_dir: str | Path, half: str = "whole") -> Path:
+    """OUT/index.html after translate: a row per image, input | output (| target, for aligned
+    pairs: `half` 'left' or 'right' is the input half), as the reference's test.py writes.
+    Outputs are linked where they are; inputs and targets are JPEG thumbnails in OUT/index_files/."""
+    import html
+
+    out_dir = Path(out_dir)
+    thumbs = out_dir / "index_files"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, (src, dst) in enumerate(_collect_inputs(inputs, out_dir)):
+        picture = to_pil8(read_image(src))
+        shown = {"input": picture}
+        if half in ("left", "right"):
+            left, right = split_pair(picture, src)
+            shown = {"input": left, "target": right} if half == "left" else {"input": right, "target": left}
+        cells = []
+        for kind, image in shown.items():
+            image = image.convert("RGB")
+            image.thumbnail((INDEX_THUMB, INDEX_THUMB))
+            name = f"index_files/{i:05d}_{kind}.jpg"
+            image.save(out_dir / name, quality=90)
+            cells.append((kind, name))
+        cells.insert(1, ("output", dst.relative_to(out_dir).as_posix()))
+        figures = "".join(
+            f'<figure><img src="{html.escape(link)}" alt="{kind}" loading="lazy"><figcaption>{kind}</figcaption></figure>'
+            for kind, link in cells
+        )
+        rows.append(f'<div class="row"><p>{html.escape(str(src))}</p>{figures}</div>')
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>pix2pix translate</title><style>'
+        "body{font-family:sans-serif;margin:1.5em}.row{display:flex;gap:6px;align-items:flex-start;margin-bottom:8px}"
+        ".row p{width:14em;font-size:12px;overflow-wrap:anywhere}figure{margin:0}figcaption{font-size:11px;"
+        "text-align:center}img{width:256px}</style></head><body><h1>pix2pix translate</h1>"
+        f"<p>{len(rows)} images: input | output{' | target' if half in ('left', 'right') else ''}</p>"
+        + "".join(rows)
+        + "</body></html>\n"
+    )
+    (out_dir / "index.html").write_text(page)
+    return out_dir / "index.html"
 
 
 def _unchanged(x: torch.Tensor) -> torch.Tensor:

@@ -10,10 +10,28 @@ from ..config import EVAL_TASKS as TASKS
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate_model
+    from ..evaluate import evaluate_folders, evaluate_model
 
+    perceptual = [m for m in (args.perceptual or "").split(",") if m]
+    if args.real or args.fake:
+        if not (args.real and args.fake) or args.model or args.data:
+            raise ValueError(
+                "pix2pix evaluate --real DIR --fake DIR scores two folders: give both, without --model/--data"
+            )
+        if not args.out:
+            raise ValueError("pix2pix evaluate --real/--fake needs --out DIR for its metrics.json and page")
+        task = "image" if args.task == "auto" else args.task
+        result = evaluate_folders(
+            args.real, args.fake, args.out, size=args.size or 256, task=task, labels=args.labels,
+            segmenter=args.segmenter, palette=args.palette, gallery=args.gallery, absent=args.absent,
+            perceptual=perceptual, weights=args.weights_dir, device=args.device, overwrite=args.overwrite,
+        )  # fmt: skip
+        return _print_result(result, f"{args.fake} against {args.real}", Path(args.out))
     if not args.model or not args.data:
-        raise ValueError("pix2pix evaluate needs --model PATH and --data DIR (or a subcommand: train-segmenter)")
+        raise ValueError(
+            "pix2pix evaluate needs --model PATH and --data DIR, or --real DIR --fake DIR (or a subcommand: "
+            "train-segmenter)"
+        )
     out = Path(args.out or Path(args.model) / f"eval-{args.split}")
     result = evaluate_model(
         args.model,
@@ -29,12 +47,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         gallery=args.gallery,
         absent=args.absent,
         limit=args.limit,
-        perceptual=[m for m in (args.perceptual or "").split(",") if m],
+        perceptual=perceptual,
         weights=args.weights_dir,
         device=args.device,
         overwrite=args.overwrite,
     )
-    print(f"{result['images']} images of {args.data} ({args.split}) at {result['size']} px, task {result['task']}")
+    return _print_result(result, f"{args.data} ({args.split})", out)
+
+
+def _print_result(result: dict, what: str, out: Path) -> int:
+    print(f"{result['images']} images of {what} at {result['size']} px, task {result['task']}")
     for group, title in (
         ("segmentation", "labels vs ground truth"),
         ("fcn", "FCN-score, generated photos"),
@@ -142,6 +164,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", help="model folder or run dir")
     p.add_argument("--data", help="paired dataset folder (aligned layout)")
+    p.add_argument(
+        "--real", metavar="DIR", help="with --fake: score two folders of images, no model (e.g. ONNX outputs)"
+    )
+    p.add_argument(
+        "--fake", metavar="DIR", help="images to score against --real, matched by relative path (extension aside)"
+    )
+    p.add_argument("--labels", metavar="DIR", help="with --real/--fake and --task label2photo: the input label maps")
     p.add_argument("--split", default="val", help="which split folder to score (default val, the paper's test set)")
     p.add_argument("--out", help="where metrics.json and index.html go (default MODEL/eval-SPLIT)")
     p.add_argument(

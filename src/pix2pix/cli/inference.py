@@ -43,6 +43,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
         log=lambda line: print(line, file=sys.stderr),
     )
     print(f"wrote {len(written)} image(s) to {args.out}")
+    if args.html:
+        from ..predict import write_index
+
+        pick = model.input_half if half == "input" else half
+        print(f"wrote {write_index(args.inputs, args.out, pick)}")
     return 0
 
 
@@ -196,6 +201,7 @@ def _register_translate(sub: argparse._SubParsersAction) -> None:
         default="torch",
         help="torch: --model is a model folder; onnxruntime: --model is an .onnx file from `pix2pix export`",
     )
+    p.add_argument("--html", action="store_true", help="also write OUT/index.html: input | output (| target) per image")
     _add_tiling_flags(p)
     p.set_defaults(func=cmd_translate)
 
