@@ -45,8 +45,8 @@ from .data.images import (
     read_image,
     split_pair,
     to_array,
-    to_pil8,
     to_image,
+    to_pil8,
     to_tensor,
     write_picture,
 )
