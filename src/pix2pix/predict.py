@@ -393,7 +393,8 @@ def write_index(inputs: Sequence[str | Path], out_dir: str | Path, half: str = "
             cells.append((kind, name))
         cells.insert(1, ("output", dst.relative_to(out_dir).as_posix()))
         figures = "".join(
-            f'<figure><img src="{html.escape(link)}" alt="{kind}" loading="lazy"><figcaption>{kind}</figcaption></figure>'
+            f'<figure><img src="{html.escape(link)}" alt="{kind}" loading="lazy">'
+            f"<figcaption>{kind}</figcaption></figure>"
             for kind, link in cells
         )
         rows.append(f'<div class="row"><p>{html.escape(str(src))}</p>{figures}</div>')
