@@ -213,3 +213,40 @@ def test_translate_html_index_shows_input_output_and_target(model_dir: Path, tmp
     assert page.count('alt="output"') == 2 and page.count('alt="target"') == 2 and 'src="p1.png"' in page
     links = re.findall(r'src="([^"]+)"', page)
     assert links and all((out / link).is_file() for link in links)  # every image the page shows is there
+
+
+def _in_a_terminal(args: list[str]) -> str:
+    """Run the command line with a pseudo-terminal as stdout and stderr; what it printed."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal 120 columns wide
+    subprocess.run([sys.executable, "-m", "pix2pix", *args], stdout=slave, stderr=slave, timeout=120, check=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 1 << 16)
+        except OSError:  # the terminal's other end is closed and everything was read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_shows_on_a_terminal_and_not_with_quiet(model_dir: Path, tmp_path: Path) -> None:
+    for i in range(3):
+        Image.new("RGB", (32, 32), (i * 80, 0, 0)).save(tmp_path / f"{i}.png")
+    args = ["translate", "--model", str(model_dir), *(str(tmp_path / f"{i}.png") for i in range(3))]
+    shown = _in_a_terminal([*args, "--out", str(tmp_path / "a")])
+    assert "translate: 100%" in shown and "3/3" in shown
+    quiet = _in_a_terminal([*args, "--out", str(tmp_path / "b"), "--quiet"])
+    assert "translate:" not in quiet and "wrote 3 image(s)" in quiet

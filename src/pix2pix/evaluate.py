@@ -135,7 +135,7 @@ def train_segmenter(
     pal = load_palette(palette)
     files = list_pairs(data, "train")
     dev = resolve_device(device)
-    photos_u8, labels_u8 = _decode_pairs(files, pal, size, photo_half)
+    photos_u8, labels_u8 = _decode_pairs(files, pal, size, photo_half, progress)
     n = len(files)
     steps = steps or math.ceil(n / batch_size) * 20
 
@@ -178,17 +178,21 @@ def train_segmenter(
     seconds = time.perf_counter() - started
     recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "data": str(data)}
     save_model(out, net.cpu(), _segmenter_config(pal, palette, channels, depth, size, photo_half, recipe, seconds))
-    scores = evaluate_segmenter(out, data, device=device)
+    scores = evaluate_segmenter(out, data, device=device, progress=progress)
     result = {"steps": steps, "seconds": round(seconds, 1), "val": scores}
     (out / "done.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
-def _decode_pairs(files: list[Path], pal: Palette, size: int, photo_half: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _decode_pairs(
+    files: list[Path], pal: Palette, size: int, photo_half: str, progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The training photos (N, 3, S, S) and label ids (N, S, S, 255 = ignore), as uint8, decoded
     once (at 256 px the 2975 Cityscapes pairs take 0.6 GB)."""
+    from .progress import progress_bar
+
     photos, labels = [], []
-    for path in files:
+    for path in progress_bar(files, "decode", progress):
         photo, label = _halves(path, photo_half)
         photos.append(np.asarray(_resize(photo, size), dtype=np.uint8))
         labels.append(_label_ids(label, pal, size))
@@ -220,7 +224,7 @@ def _halves(path: Path, photo_half: str) -> tuple[Image.Image, Image.Image]:
 
 
 def evaluate_segmenter(
-    segmenter: str | Path, data: str | Path, split: str = "val", device: str = "auto"
+    segmenter: str | Path, data: str | Path, split: str = "val", device: str = "auto", progress: bool = False
 ) -> dict[str, Any]:
     """The segmenter on the real photos of `split`: the FCN-score's ground-truth row."""
     from .predict import resolve_device
@@ -229,7 +233,9 @@ def evaluate_segmenter(
     pal = load_palette(config.palette or "cityscapes")
     size = config.crop_size
     hist = np.zeros((pal.num_classes, pal.num_classes + 1), dtype=np.int64)
-    for path in list_pairs(data, split):
+    from .progress import progress_bar
+
+    for path in progress_bar(list_pairs(data, split), "score", progress):
         photo, label = _halves(path, config.extra.get("photo_half", "left"))
         pred = segment(net, _to_net(_resize(photo, size))[None])[0]
         hist += metrics.confusion_matrix(pred, _label_ids(label, pal, size), pal.num_classes)
@@ -257,6 +263,7 @@ def evaluate_model(
     weights: str | Path | None = None,
     device: str = "auto",
     overwrite: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Translate every pair of `split` and score the outputs; write OUT/metrics.json and
     OUT/index.html. Returns the metrics.
@@ -283,7 +290,9 @@ def evaluate_model(
     shutil.rmtree(folder, ignore_errors=True)  # what an interrupted evaluation left
     (folder / "images").mkdir(parents=True, exist_ok=True)
     scores, shown, started = _Scores(setup, bool(perceptual)), [], time.perf_counter()
-    for i, path in enumerate(files):
+    from .progress import progress_bar
+
+    for i, path in enumerate(progress_bar(files, "evaluate", progress)):
         left, right = split_pair(open_image(path, "RGB"), path)
         source, target = (right, left) if setup.model.input_half == "right" else (left, right)
         source, target = _resize(source, setup.size), _resize(target, setup.size)
@@ -334,6 +343,7 @@ def evaluate_folders(
     weights: str | Path | None = None,
     device: str = "auto",
     overwrite: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Score images made elsewhere (an ONNX run, the reference code, another method): each image
     of `fake` against the image of `real` with the same relative path (extension aside), both
@@ -358,7 +368,9 @@ def evaluate_folders(
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     scores, shown, started = _Scores(setup, bool(perceptual)), [], time.perf_counter()
-    for i, (name, real_path, fake_path, label_path) in enumerate(triples):
+    from .progress import progress_bar
+
+    for i, (name, real_path, fake_path, label_path) in enumerate(progress_bar(triples, "evaluate", progress)):
         target = _resize(open_image(real_path, "RGB"), size)
         output = _resize(open_image(fake_path, "RGB"), size)
         source = _resize(open_image(label_path, "RGB"), size) if label_path else target

@@ -263,6 +263,7 @@ class Pix2Pix:
         max_memory: int = DEFAULT_MAX_MEMORY,
         max_pixels: int | None = None,
         log: Callable[[str], None] | None = None,
+        progress: bool = False,
     ) -> list[Path]:
         """Translate files and folders of images into `out_dir` as PNG, keeping each input's
         size and, for folders, relative paths. `half`: 'whole' image, or 'left'/'right' half of
@@ -297,21 +298,28 @@ class Pix2Pix:
         plan = _Plan(mode, seed, bit_depth, tile, overlap, max_memory, log or (lambda line: None))
         batch: list[_Item] = []
         written = []
-        with _Loader(self, jobs, half, max_pixels) as loader:
+        from .progress import progress_bar
+
+        with _Loader(self, jobs, half, max_pixels) as loader, progress_bar(len(jobs), "translate", progress) as bar:
+
+            def wrote(paths: list[Path]) -> None:
+                written.extend(paths)
+                bar.update(len(paths))
+
             for item in loader:
                 tiled = plan.tiled(self, item)
                 if batch and (tiled or item.x.shape != batch[0].x.shape):  # batches stack one size
-                    written += self._translate_batch(batch, plan, out_root)
+                    wrote(self._translate_batch(batch, plan, out_root))
                     batch = []
                 if tiled:
-                    written.append(self._translate_tiled(item, plan, out_root))
+                    wrote([self._translate_tiled(item, plan, out_root)])
                     continue
                 batch.append(item)
                 if mode == "paper" or len(batch) == batch_size:  # paper mode: each image its own batch
-                    written += self._translate_batch(batch, plan, out_root)
+                    wrote(self._translate_batch(batch, plan, out_root))
                     batch = []
             if batch:
-                written += self._translate_batch(batch, plan, out_root)
+                wrote(self._translate_batch(batch, plan, out_root))
         return written
 
     def _translate_batch(self, batch: list[_Item], plan: _Plan, out_root: Path) -> list[Path]:

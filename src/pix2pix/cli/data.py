@@ -50,6 +50,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         full=not args.fast,
         duplicates=not args.no_duplicates,
         workers=args.workers,
+        progress=not args.quiet,
     )
     print(report.format(limit=args.limit))
     failed = bool(report.errors) or (args.strict and bool(report.warnings))
@@ -131,6 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     training.add_argument("--in-channels", type=int, default=3)
     training.add_argument("--out-channels", type=int, default=3)
     training.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar (none is shown where stderr is not a terminal)"
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(

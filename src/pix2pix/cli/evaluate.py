@@ -25,6 +25,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             args.real, args.fake, args.out, size=args.size or 256, task=task, labels=args.labels,
             segmenter=args.segmenter, palette=args.palette, gallery=args.gallery, absent=args.absent,
             perceptual=perceptual, weights=args.weights_dir, device=args.device, overwrite=args.overwrite,
+            progress=not args.quiet,
         )  # fmt: skip
         return _print_result(result, f"{args.fake} against {args.real}", Path(args.out))
     if not args.model or not args.data:
@@ -51,6 +52,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         weights=args.weights_dir,
         device=args.device,
         overwrite=args.overwrite,
+        progress=not args.quiet,
     )
     return _print_result(result, f"{args.data} ({args.split})", out)
 
@@ -182,7 +184,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--segmenter", help="segmenter model folder for the FCN-score (pix2pix evaluate train-segmenter)")
     p.add_argument("--palette", default="cityscapes", help="label palette: cityscapes, facades or a JSON file")
-    p.add_argument("--size", type=int, help="score at SIZE x SIZE (default: the model's training size)")
+    p.add_argument(
+        "--size", type=int, help="score at SIZE x SIZE (default: the model's training size; 256 for folders)"
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar (none is shown where stderr is not a terminal)"
+    )
     p.add_argument(
         "--mode",
         choices=("paper", "eval"),
@@ -224,7 +231,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--palette", default="cityscapes")
     s.add_argument("--device", default="auto")
     s.add_argument("--overwrite", action="store_true")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_train_segmenter)
 
     p = sub.add_parser("reproduce", help="train and score one of the paper's experiment sets; write a report")
@@ -249,5 +256,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="change a training option of every row (e.g. workers=0); the report lists it",
     )
     p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_reproduce)

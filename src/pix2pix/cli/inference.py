@@ -41,6 +41,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         max_memory=int(args.max_memory * 2**30),
         max_pixels=args.max_pixels,
         log=lambda line: print(line, file=sys.stderr),
+        progress=not args.quiet,
     )
     print(f"wrote {len(written)} image(s) to {args.out}")
     if args.html:
@@ -202,6 +203,9 @@ def _register_translate(sub: argparse._SubParsersAction) -> None:
         help="torch: --model is a model folder; onnxruntime: --model is an .onnx file from `pix2pix export`",
     )
     p.add_argument("--html", action="store_true", help="also write OUT/index.html: input | output (| target) per image")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar (none is shown where stderr is not a terminal)"
+    )
     _add_tiling_flags(p)
     p.set_defaults(func=cmd_translate)
 

@@ -214,13 +214,21 @@ def inspect_file(path: Path, full: bool, halves: bool, digest: bool) -> FileResu
     return result
 
 
-def inspect_files(paths: Sequence[Path], full: bool, halves: bool, digest: bool, workers: int = 0) -> list[FileResult]:
+def inspect_files(
+    paths: Sequence[Path], full: bool, halves: bool, digest: bool, workers: int = 0, progress: bool = False
+) -> list[FileResult]:
     """`inspect_file` over many files; a thread pool (decoders release the GIL) when workers > 1."""
+    from ..progress import progress_bar
+
     workers = workers or min(8, os.cpu_count() or 1)
     if workers <= 1 or len(paths) < 8:
-        return [inspect_file(p, full, halves, digest) for p in paths]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda p: inspect_file(p, full, halves, digest), paths))
+        return [inspect_file(p, full, halves, digest) for p in progress_bar(paths, "check", progress, "file")]
+    results = []
+    with ThreadPoolExecutor(workers) as pool, progress_bar(len(paths), "check", progress, "file") as bar:
+        for result in pool.map(lambda p: inspect_file(p, full, halves, digest), paths):
+            results.append(result)
+            bar.update(1)
+    return results
 
 
 # --- one split, a dataset ---
@@ -263,6 +271,7 @@ def check_split(
     duplicates: bool = True,
     workers: int = 0,
     name: str = "",
+    progress: bool = False,
 ) -> SplitReport:
     """Check one split folder. `full` decodes every pixel; otherwise headers only (the quick
     check at the start of training)."""
@@ -279,7 +288,7 @@ def check_split(
         return report
     paths = [p for s in samples for p in s.files]
     report.files = len(paths) + sum(1 for p in problems if is_image_file(p.path))
-    results = {r.path: r for r in inspect_files(paths, full, layout == "aligned", duplicates, workers)}
+    results = {r.path: r for r in inspect_files(paths, full, layout == "aligned", duplicates, workers, progress)}
 
     trained: dict[Sample, tuple[int, int]] = {}
     side_gray: list[list[tuple[Sample, bool]]] = [[], []]
@@ -511,6 +520,7 @@ def check_dataset(
     full: bool = True,
     duplicates: bool = True,
     workers: int = 0,
+    progress: bool = False,
 ) -> Report:
     """Check every split of a dataset (or only `splits`). `layout` None detects it per split.
 
@@ -529,7 +539,7 @@ def check_dataset(
             raise ValueError(f"{root}: no {', '.join(m + '/' for m in missing)} folder")
         chosen = [(name, folder) for name, folder in chosen if name in splits]
     reports = [
-        check_split(folder, layout or detect_layout(folder), requirements, full, duplicates, workers, name)
+        check_split(folder, layout or detect_layout(folder), requirements, full, duplicates, workers, name, progress)
         for name, folder in chosen
     ]
     report = Report(root, reports, full)
