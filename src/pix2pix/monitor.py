@@ -3,16 +3,18 @@
 
 - `snapshots/step_NNNNNNN/`: model folders (the format of model/) every `--snapshot-every`
   steps, the oldest removed beyond `--keep-snapshots`.
-- `model-best/`: the weights at the best value of `--best-metric` so far, with `best.json`
-  (metric, value, step) inside; replaced whole (written beside, then renamed), so a kill leaves
-  the previous best or the new one, never a mix.
+- `model-best/`: the weights at the best value of `--best-metric`, with `best.json` (metric,
+  value, step) inside. A better validation is written to `.model-best.pending/` at once and
+  becomes `model-best/` at the next checkpoint (a rename), so model-best/ always belongs to the
+  history the checkpoint continues.
 - `tensorboard/`: losses, learning rate, images/s, every validation metric and the sample grids,
   written with torch.utils.tensorboard (the `tensorboard` extra).
 
-Resume: a kill -9 loses the steps after the last checkpoint, which then run again, bit for bit.
-Snapshots after that checkpoint are removed (they come back, the same); TensorBoard purges its
-events after it (`purge_step`), so no point is duplicated or missing; model-best/ is kept with
-its best.json, because the replayed validations reach the same values at the same steps.
+Resume: a kill -9 loses the steps after the last checkpoint, which then run again (bit for bit
+with --deterministic, else nearly). What was written after that checkpoint is dropped and made
+again by the replayed steps: log lines (run.py), snapshots, a pending best model, and
+TensorBoard's events (`purge_step`); so no point is duplicated or missing, and model-best/ never
+holds weights of steps the log no longer has.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .config import TrainConfig
 from .validation import Validator, higher_is_better, metric_names, resolve_task
 
 BEST = "model-best"
+PENDING = ".model-best.pending"  # a better validation since the last checkpoint
 NOT_SCALARS = ("step", "epoch")
 
 
@@ -46,9 +49,10 @@ class Monitor:
             raise ValueError(f"best_metric = {best!r} (--best-metric): this run's validation logs {names}")
         self.validator = Validator.make(cfg, val_set, device)
         self.board = _board(self.path, resume_step) if cfg.run.tensorboard else None
-        self.best_value, self.best_step = self._read_best()
         if resume_step is not None:
             self._drop_snapshots_after(resume_step)
+            shutil.rmtree(self.path / PENDING, ignore_errors=True)  # a best of the steps that run again
+        self.best_value, self.best_step = self._read_best()
 
     def log(self, record: dict[str, Any]) -> None:
         if self.board is not None:
@@ -86,7 +90,7 @@ class Monitor:
         metric = self.cfg.run.best_metric
         if metric and self._improves(record[metric]):
             self.best_value, self.best_step = record[metric], step
-            self._save_best(generator, step, metric, record[metric])
+            self._save_pending(generator, step, metric, record[metric])
         self.log(record)
         return record
 
@@ -108,28 +112,33 @@ class Monitor:
         higher = higher_is_better(self.cfg.run.best_metric)
         return value > self.best_value if higher else value < self.best_value
 
-    def _save_best(self, generator: nn.Module, step: int, metric: str, value: float) -> None:
-        """model-best/ replaced whole: written beside, renamed over the old one."""
-        final, fresh, old = self.path / BEST, self.path / f".{BEST}.new", self.path / f".{BEST}.old"
-        shutil.rmtree(fresh, ignore_errors=True)
-        save_model(fresh, generator, ModelCard.from_train_config(self.cfg, step))
+    def _save_pending(self, generator: nn.Module, step: int, metric: str, value: float) -> None:
+        """The new best, beside model-best/ until the next checkpoint (commit)."""
+        pending = self.path / PENDING
+        shutil.rmtree(pending, ignore_errors=True)
+        save_model(pending, generator, ModelCard.from_train_config(self.cfg, step))
         better = "higher" if higher_is_better(metric) else "lower"
         best = {"metric": metric, "value": value, "step": step, "better": better}
-        (fresh / "best.json").write_text(json.dumps(best) + "\n")
+        (pending / "best.json").write_text(json.dumps(best) + "\n")
+
+    def commit(self) -> None:
+        """At a checkpoint: a pending best becomes model-best/ (renames: a kill leaves one of them)."""
+        pending, final, old = self.path / PENDING, self.path / BEST, self.path / f".{BEST}.old"
+        if not (pending / "best.json").is_file():
+            return
         if final.exists():
             final.replace(old)
-        fresh.replace(final)
+        pending.replace(final)
         shutil.rmtree(old, ignore_errors=True)
 
     def _read_best(self) -> tuple[float | None, int | None]:
         """The best so far of a resumed run (None: none yet, or another metric than now)."""
-        shutil.rmtree(self.path / f".{BEST}.new", ignore_errors=True)  # a kill while writing a new best
-        for folder in (self.path / BEST, self.path / f".{BEST}.old"):  # .old: a kill between the renames
+        for folder in (self.path / BEST, self.path / f".{BEST}.old"):  # .old: killed mid-commit
             try:
                 best = json.loads((folder / "best.json").read_text())
             except (OSError, ValueError):
                 continue
-            if folder.name != BEST:
+            if folder.name == f".{BEST}.old":
                 folder.replace(self.path / BEST)
             if best.get("metric") == self.cfg.run.best_metric:
                 return float(best["value"]), int(best["step"])

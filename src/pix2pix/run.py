@@ -42,6 +42,8 @@ from .checkpoint import (
 from .config import TrainConfig
 
 RUN_FILES = ("config.json", "log.jsonl", STATE_FILE, "model", "samples")
+# what monitor.py and report.py add: cleared with the rest when a run starts over (--overwrite)
+WATCH_FILES = ("snapshots", "model-best", ".model-best.pending", ".model-best.old", "tensorboard", "report.html")
 
 
 class RunDirError(ValueError):
@@ -76,7 +78,7 @@ class RunDir:
     def start(self, cfg: TrainConfig, overwrite: bool) -> None:
         """A new run: clear the old run's files (checked by `check_new`), write config.json."""
         self.check_new(overwrite)
-        for name in RUN_FILES:
+        for name in RUN_FILES + WATCH_FILES:
             path = self.path / name
             if path.exists():
                 shutil.rmtree(path) if path.is_dir() else path.unlink()

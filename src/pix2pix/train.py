@@ -596,9 +596,9 @@ def _loop(
                 if progress.step >= total or stopping:
                     break  # a stop request ends the run cleanly after a whole step
                 if progress.step % cfg.run.checkpoint_every == 0:
-                    _checkpoint(cfg, run, progress, nets, meter, record, world, device)
+                    _checkpoint(cfg, run, progress, nets, meter, record, world, device, monitor)
             progress.end_epoch_if_complete(epoch_size)
-            _checkpoint(cfg, run, progress, nets, meter, record, world, device)
+            _checkpoint(cfg, run, progress, nets, meter, record, world, device, monitor)
             stopping = stopping or stop.requested(device)
     return {
         "run_dir": str(run.path),
@@ -632,14 +632,18 @@ def _checkpoint(
     record: dict[str, float],
     world: distributed.World,
     device: torch.device,
+    monitor: Monitor | None = None,
 ) -> None:
-    """Write the checkpoint and model/, unless the run has diverged (then the last good ones stay).
-    The weights are checked too: a step can make them infinite while its losses were finite."""
+    """Write the checkpoint and model/, unless the run has diverged (then the last good ones stay),
+    and then a best model found since the last one (monitor.py). The weights are checked too: a
+    step can make them infinite while its losses were finite."""
     if cfg.run.stop_on_nonfinite and distributed.any_rank(not (meter.finite() and _finite(nets)), device):
         raise _diverged(run.path, progress.step, max(meter.count, 1), record)
     rngs = gather_rng(world)  # every process's dropout stream (a collective)
     if world.main:
         run.save_checkpoint(training_state(cfg, progress, world, nets, rngs), nets.generator, cfg)
+        if monitor is not None:
+            monitor.commit()
 
 
 class _Bar:
