@@ -110,8 +110,8 @@ def _summary(
         last = train[-1]
         rate = [r["images_per_s"] for r in train[1:]] or [train[0]["images_per_s"]]
         items.append(
-            f"{last['step']:,} steps, epoch {last.get('epoch', 0) + 1}, in {last.get('time', 0) / 60:.1f} min; "
-            f"median {sorted(rate)[len(rate) // 2]:.2f} images/s"
+            f"{last['step']:,} steps, epoch {last.get('epoch', 0) + 1}, in {_training_seconds(train) / 60:.1f} min "
+            f"of training; median {sorted(rate)[len(rate) // 2]:.2f} images/s"
         )
     if validations:
         cost = [r["val_seconds"] for r in validations if "val_seconds" in r]
@@ -126,6 +126,18 @@ def _summary(
     if snaps:
         items.append(f"{len(snaps)} snapshots in <code>snapshots/</code>, the last {snaps[-1]}")
     return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+
+
+def _training_seconds(train: list[dict]) -> float:
+    """Seconds of training over every process of the run: a log record's `time` counts from its
+    process's start, so it falls back to 0 where a resumed process begins."""
+    total, last = 0.0, 0.0
+    for r in train:
+        now = float(r.get("time", 0.0))
+        if now < last:  # a resumed process
+            total += last
+        last = now
+    return total + last
 
 
 def _plots(
