@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .checkpoint import LEGACY_WEIGHTS, MODEL_CONFIG, MODEL_README, MODEL_WEIGHTS, ModelCard
+from .checkpoint import LEGACY_WEIGHTS, MODEL_CONFIG, MODEL_README, MODEL_WEIGHTS, ModelCard, _first_line
 
 if TYPE_CHECKING:
     from .predict import Pix2Pix
@@ -294,10 +294,6 @@ def snapshot(
             "pix2pix loads safetensors only, never pickled .bin/.pth files)"
         )
     return folder
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).splitlines() or [""])[0]
 
 
 def stage(
