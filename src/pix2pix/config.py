@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 OBJECTIVE_TERMS = ("l1", "l2", "gan", "cgan")
-GENERATORS = ("unet", "resnet")
+GENERATORS = ("unet", "resnet", "resnet18-unet")
 NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
 PREPROCESS = ("resize_and_crop", "crop", "resize", "scale_width_and_crop", "scale_width", "none")
@@ -131,7 +131,11 @@ class GeneratorConfig(Section):
     """G (section 3.2.1, appendix 6.1.1)."""
 
     architecture: str = opt(
-        "unet", "unet (the paper's) or resnet (the reference code's)", flat="generator", choices=GENERATORS
+        "unet",
+        "unet (the paper's), resnet (the reference code's) or resnet18-unet (seed 003's enhanced colorization: "
+        "a U-Net on a ResNet-18 encoder; sides multiples of 32)",
+        flat="generator",
+        choices=GENERATORS,
     )
     skips: bool = opt(True, "U-Net skips; off gives the paper's encoder-decoder (Table 2)")
     unet_depth: int = opt(0, "U-Net down/up levels; 0 = log2(crop_size): 8 at 256 px, 7 at 128 px")
@@ -146,6 +150,13 @@ class GeneratorConfig(Section):
         choices=DROPOUT_PLACEMENTS,
     )
     innermost_norm: bool = opt(False, "normalise the 1x1 bottleneck as published; the paper's errata removes it")
+    encoder_weights: str = opt(
+        "",
+        "resnet18-unet: a torchvision-format ResNet-18 state dict (.pth, read with weights_only, or "
+        ".safetensors) for its encoder, e.g. torchvision's ImageNet resnet18-f37072fd.pth (seed 003); "
+        "empty: the encoder starts from the paper's N(0, 0.02) init. Never downloaded",
+    )
+    encoder_sha256: str = opt("", "SHA-256 of the encoder_weights file, recorded when a run starts (not a setting)")
 
     def validate(self) -> None:
         self._at_least("channels", 1)
@@ -153,6 +164,11 @@ class GeneratorConfig(Section):
         self._at_least("resnet_blocks", 0)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.encoder_weights and self.architecture != "resnet18-unet":
+            raise ValueError(
+                "encoder_weights is for --generator resnet18-unet (a ResNet-18 encoder); "
+                f"this run's generator is {self.architecture}"
+            )
         if self.innermost_norm and self.norm == "instance" and self.architecture == "unet":
             raise ValueError(
                 "innermost_norm with instance norm cannot work: the bottleneck is 1x1 (the errata's reason)"
@@ -166,9 +182,11 @@ class DiscriminatorConfig(Section):
 
     channels: int = opt(64, "discriminator filters in the first layer (ndf, appendix 6.1)", flat="d_channels")
     receptive_field: int = opt(70, "PatchGAN receptive field: 1 (PixelGAN), 16, 70 (paper), 286 (ImageGAN); Table 3")
+    leaky_slope: float = opt(0.2, "negative slope of D's LeakyReLUs (appendix 6.1: 0.2; seed 003 uses 0.01)")
 
     def validate(self) -> None:
         self._at_least("channels", 1)
+        self._in_range("leaky_slope", 0.0, 1.0, "in [0, 1) (the paper's is 0.2)")
         if self.receptive_field not in RECEPTIVE_FIELDS:
             raise ValueError(f"receptive_field = {self.receptive_field}: choose one of 1, 16, 34, 70, 142, 286")
 
@@ -209,6 +227,7 @@ class OptimConfig(Section):
     epochs: int = opt(100, "epochs at the initial learning rate (reference code: 100 + 100 = 200)")
     epochs_decay: int = opt(100, "epochs of linear decay of the learning rate to zero")
     l1_warmup_epochs: int = opt(0, "epochs of reconstruction-only generator training before the adversarial phase")
+    l1_warmup_lr: float = opt(0.0, "learning rate of G during the L1 warm-up; 0: the same as lr")
     seed: int = opt(0, "seed of weights, data order, jitter and dropout")
     deterministic: bool = opt(
         False, "bitwise-reproducible runs: deterministic algorithms; on the CPU one intra-op thread (slower)"
@@ -243,6 +262,7 @@ class OptimConfig(Section):
         self._in_range("lr", 0.0, math.inf, "a finite number > 0 (the paper's is 2e-4)", low_open=True)
         self._in_range("beta1", 0.0, 1.0, "in [0, 1) (the paper's is 0.5)")
         self._in_range("beta2", 0.0, 1.0, "in [0, 1) (the paper's is 0.999)")
+        self._in_range("l1_warmup_lr", 0.0, math.inf, "a finite number >= 0 (0: the same as lr)")
 
 
 @dataclass(frozen=True)
@@ -396,6 +416,10 @@ FILE_ORDER = (
     "keep_snapshots",
     "best_metric",
     "tensorboard",
+    "encoder_weights",
+    "encoder_sha256",
+    "leaky_slope",
+    "l1_warmup_lr",
 )
 assert sorted(FILE_ORDER) == sorted(FLAT_KEYS), "every flat key has its place in files"
 
@@ -431,6 +455,11 @@ class TrainConfig:
                     f"2**{depth} = {2**depth}, and crop_size is {size}; use unet_depth <= {most} "
                     "(0 picks log2(crop_size)) or a larger crop_size"
                 )
+        if self.generator.architecture == "resnet18-unet" and self.data.crops and self.data.crop_size % 32:
+            raise ValueError(
+                f"crop_size = {self.data.crop_size}: the resnet18-unet generator needs sides that are multiples "
+                "of 32 (five stride-2 stages); use 128, 256, ..."
+            )
 
     @property
     def depth(self) -> int:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .resnet_unet import ResNetUNetGenerator
+
 if TYPE_CHECKING:
     from .config import TrainConfig
 
@@ -337,6 +339,7 @@ class PatchDiscriminator(nn.Module):
         base_channels: int = 64,
         receptive_field: int = 70,
         norm: str = "batch",
+        leaky_slope: float = 0.2,
     ) -> None:
         super().__init__()
         if receptive_field not in RECEPTIVE_FIELDS:
@@ -349,15 +352,15 @@ class PatchDiscriminator(nn.Module):
         if receptive_field == 1:
             layers = [
                 nn.Conv2d(in_channels, c, 1),
-                nn.LeakyReLU(0.2),
+                nn.LeakyReLU(leaky_slope),
                 nn.Conv2d(c, 2 * c, 1, bias=bias),
                 _norm(norm, 2 * c),
-                nn.LeakyReLU(0.2),
+                nn.LeakyReLU(leaky_slope),
                 nn.Conv2d(2 * c, 1, 1, bias=bias),
             ]
         else:
             n_layers = PATCH_LAYERS[receptive_field]
-            layers = [nn.Conv2d(in_channels, c, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            layers = [nn.Conv2d(in_channels, c, 4, stride=2, padding=1), nn.LeakyReLU(leaky_slope)]
             c_prev = c
             for n in range(1, n_layers + 1):
                 c_next = c * min(2**n, 8)
@@ -365,7 +368,7 @@ class PatchDiscriminator(nn.Module):
                 layers += [
                     nn.Conv2d(c_prev, c_next, 4, stride=stride, padding=1, bias=bias),
                     _norm(norm, c_next),
-                    nn.LeakyReLU(0.2),
+                    nn.LeakyReLU(leaky_slope),
                 ]
                 c_prev = c_next
             layers.append(nn.Conv2d(c_prev, 1, 4, stride=1, padding=1))
@@ -406,12 +409,18 @@ def dropout_levels(depth: int, placement: str) -> dict[str, int]:
     raise ValueError(f"dropout placement {placement!r}: choose paper or reference")
 
 
-GENERATOR_CLASSES: dict[str, type[nn.Module]] = {"unet": UNetGenerator, "resnet": ResnetGenerator}
+GENERATOR_CLASSES: dict[str, type[nn.Module]] = {
+    "unet": UNetGenerator,
+    "resnet": ResnetGenerator,
+    "resnet18-unet": ResNetUNetGenerator,
+}
 
 
 def generator_settings(cfg: TrainConfig) -> tuple[str, dict]:
     """(architecture, the generator class's arguments) of a run: what a model folder records."""
     g, data = cfg.generator, cfg.data
+    if g.architecture == "resnet18-unet":  # no width, depth or dropout to choose: ResNet-18's, no noise z
+        return g.architecture, {"in_channels": data.in_channels, "out_channels": data.out_channels, "norm": g.norm}
     settings: dict = {
         "in_channels": data.in_channels,
         "out_channels": data.out_channels,
@@ -445,6 +454,6 @@ def build_networks(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None]:
     # cGAN: D sees input and output concatenated on channels; GAN: the output only (Table 1)
     d_in = cfg.data.out_channels + (cfg.data.in_channels if objective.conditional else 0)
     d = cfg.discriminator
-    discriminator = PatchDiscriminator(d_in, d.channels, d.receptive_field, cfg.generator.norm)
+    discriminator = PatchDiscriminator(d_in, d.channels, d.receptive_field, cfg.generator.norm, d.leaky_slope)
     init_weights(discriminator)
     return generator, discriminator

@@ -222,19 +222,23 @@ def row_config(
     return TrainConfig.from_dict(values, f"reproduce {exp.name} / {row.name}")
 
 
-def run_name(cfg: TrainConfig) -> str:
-    """A run folder name that is the same for the same training config: a hash of the options
-    that differ from their defaults (so adding a new option with a default keeps old names),
-    leaving out those that do not change the result (data folder, device, loader workers)."""
+def config_digest(cfg: TrainConfig) -> str:
+    """A hash of the options that differ from their defaults (so adding a new option with a
+    default keeps old names), leaving out those that do not change the result (data folder,
+    device, loader workers)."""
     defaults = TrainConfig().to_dict()
     keyed = {
         k: v
         for k, v in cfg.to_dict().items()
         if k not in ("data", "device", "workers") and (k not in defaults or v != defaults[k])
     }
-    digest = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def run_name(cfg: TrainConfig) -> str:
+    """A run folder name that is the same for the same training config (see config_digest)."""
     direction = "photo2label" if cfg.data.direction == "AtoB" else "label2photo"
-    return f"{direction}-{cfg.loss.objective}-{cfg.data.crop_size}px-{digest}"
+    return f"{direction}-{cfg.loss.objective}-{cfg.data.crop_size}px-{config_digest(cfg)}"
 
 
 def train_row(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> bool:

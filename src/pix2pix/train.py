@@ -37,6 +37,7 @@ from .losses import discriminator_loss, generator_loss
 from .monitor import Monitor
 from .networks import build_networks
 from .predict import resolve_device, run_generator
+from .resnet_unet import EncoderWeights, EncoderWeightsError, load_encoder, read_encoder_weights
 from .run import (
     DiskFullError,
     RunDir,
@@ -169,6 +170,14 @@ def lr_factor(epoch: int, optim: OptimConfig) -> float:
     return 1.0 - max(0, e + 1 - optim.epochs) / float(optim.epochs_decay + 1)
 
 
+def epoch_lr(epoch: int, optim: OptimConfig) -> float:
+    """The learning rate of epoch `epoch`: l1_warmup_lr during the L1 warm-up where one is set
+    (seed 003's pre-training), else lr x lr_factor."""
+    if epoch < optim.l1_warmup_epochs and optim.l1_warmup_lr:
+        return optim.l1_warmup_lr
+    return optim.lr * lr_factor(epoch, optim)
+
+
 def objective_of_epoch(epoch: int, cfg: TrainConfig) -> Objective:
     """The objective, or during an L1 warm-up its reconstruction terms alone (no D)."""
     objective = cfg.loss.terms
@@ -217,10 +226,19 @@ class Nets:
         return self.opt_g, self.opt_d
 
 
-def build(cfg: TrainConfig, device: torch.device, world: distributed.World, state: dict | None) -> Nets:
-    """G, D and their Adams on `device`: new from the run's seed, or as the checkpoint left them."""
+def build(
+    cfg: TrainConfig,
+    device: torch.device,
+    world: distributed.World,
+    state: dict | None,
+    encoder: EncoderWeights | None = None,
+) -> Nets:
+    """G, D and their Adams on `device`: new from the run's seed (with G's ResNet-18 encoder from
+    `encoder` where given), or as the checkpoint left them."""
     torch.manual_seed(cfg.optim.seed)  # weights, then dropout noise, come from this stream
     generator, discriminator = build_networks(cfg)
+    if state is None and encoder is not None:
+        load_encoder(generator, encoder)
     if state is not None:
         generator.load_state_dict(state["generator"])
         if discriminator is not None:
@@ -389,7 +407,8 @@ def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[
     options, val_options = dataset_options(data), dataset_options(data)
     if data.mode in ("aligned", "folders"):
         # whole images (none, scale_width): sides must suit the generator, a batch needs equal sizes
-        multiple = 1 if data.crops else (2**cfg.depth if cfg.generator.architecture == "unet" else 4)
+        sides = {"unet": 2**cfg.depth, "resnet": 4, "resnet18-unet": 32}[cfg.generator.architecture]
+        multiple = 1 if data.crops else sides
         skip_log = run_dir / "skipped.txt" if data.skip_bad and main else None
         if skip_log is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -505,6 +524,9 @@ def train(
     state = _resume_state(cfg, run_dir) if resume else None
     if not resume:
         RunDir(run_dir).check_new(overwrite)
+    encoder = None
+    if not resume and cfg.generator.architecture == "resnet18-unet":
+        cfg, encoder = _encoder_of(cfg)  # a bad file is refused before the run dir is touched
     # Each process has now read the checkpoint or checked the run dir; rank 0 writes to it only
     # after the barrier below, which the others reach after this point.
     world, device = distributed.setup(resolve_device(cfg.run.device))
@@ -526,12 +548,29 @@ def train(
                 run.start(cfg, overwrite)
         batches = batch_source(cfg, dataset, world, device, device_pairs)
         with process_settings(cfg, device), run.disk_full_reported():
-            nets = build(cfg, device, world, state)
+            nets = build(cfg, device, world, state, encoder)
             summary = _loop(cfg, run, state, nets, batches, len(dataset), val_set, world, device, progress)
         finished = True
         return summary
     finally:
         distributed.teardown(world, device, wait=finished)
+
+
+def _encoder_of(cfg: TrainConfig) -> tuple[TrainConfig, EncoderWeights | None]:
+    """The checked --encoder-weights of a new resnet18-unet run, its SHA-256 recorded in the
+    config; says where the encoder comes from (nothing is downloaded)."""
+    path = cfg.generator.encoder_weights
+    if not path:
+        print("encoder: ResNet-18 from scratch (the paper's N(0, 0.02) init): no --encoder-weights given")
+        return cfg, None
+    encoder = read_encoder_weights(path, cfg.data.in_channels)
+    if cfg.generator.encoder_sha256 and cfg.generator.encoder_sha256 != encoder.sha256:
+        raise EncoderWeightsError(
+            f"{path}: its SHA-256 is {encoder.sha256}, not the encoder_sha256 {cfg.generator.encoder_sha256} "
+            "this config asks for (another file than the one it was written for)"
+        )
+    print(f"encoder: {encoder.source}, from {path}")
+    return cfg.replace(encoder_weights=str(Path(path).resolve()), encoder_sha256=encoder.sha256), encoder
 
 
 def _loop(
@@ -564,7 +603,7 @@ def _loop(
         _Bar(show_progress and world.main, total, progress.step) as bar,
     ):
         while progress.step < total and progress.epoch < cfg.optim.total_epochs and not stopping:
-            set_lr(nets.optimizers, cfg.optim.lr * lr_factor(progress.epoch, cfg.optim))
+            set_lr(nets.optimizers, epoch_lr(progress.epoch, cfg.optim))
             objective = objective_of_epoch(progress.epoch, cfg)
             for real_a, real_b in batches(progress):
                 if cfg.speed.cuda_graphs:  # a new step: the graphs may reuse the last step's buffers

@@ -113,9 +113,30 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.list:
         for name, exp in SETS.items():
             print(f"{name:13s} {exp.title}")
+        print(f"{'colorization':13s} seed 003: plain pix2pix colorization vs the ResNet-18 U-Net (--data PHOTOS)")
         return 0
     if not args.name or not args.data:
         raise ValueError("pix2pix reproduce needs NAME and --data DIR (see --list)")
+    if args.name == "colorization":
+        from ..reproduce_color import reproduce_colorization
+
+        path = reproduce_colorization(
+            args.data,
+            args.out,
+            protocol=args.protocol,
+            encoder=args.encoder_weights,
+            photo_half=args.photo_half,
+            device=args.device,
+            extra=_parse_settings(args.set),
+            weights=args.weights,
+            progress=not args.no_progress,
+            train_only=args.train_only,
+        )
+        if path is not None:
+            print(path.read_text())
+        return 0
+    if args.encoder_weights or args.photo_half != "none":
+        raise ValueError("--encoder-weights and --photo-half are options of `pix2pix reproduce colorization`")
     path = reproduce(
         args.name,
         args.data,
@@ -235,9 +256,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_train_segmenter)
 
     p = sub.add_parser("reproduce", help="train and score one of the paper's experiment sets; write a report")
-    p.add_argument("name", nargs="?", help="table1, table2, table3, table6, figure7, losses, augmentation, batch_size")
+    p.add_argument(
+        "name",
+        nargs="?",
+        help="table1, table2, table3, table6, figure7, losses, augmentation, batch_size, colorization",
+    )
     p.add_argument("--list", action="store_true", help="list the experiment sets")
-    p.add_argument("--data", help="Cityscapes in the pix2pix aligned layout (photo | label map)")
+    p.add_argument(
+        "--data",
+        help="Cityscapes in the pix2pix aligned layout (photo | label map); colorization: a folder of colour "
+        "photos (train/ and val/, or one folder: 10%% held out), or aligned pairs with --photo-half",
+    )
+    p.add_argument(
+        "--photo-half",
+        choices=("none", "left", "right"),
+        default="none",
+        help="colorization: the photo is this half of each aligned pair (Cityscapes, maps: left)",
+    )
+    p.add_argument(
+        "--encoder-weights",
+        metavar="FILE",
+        help="colorization: torchvision's ImageNet ResNet-18 (resnet18-f37072fd.pth) for the enhanced model's "
+        "encoder; without it the encoder trains from scratch and the report says so",
+    )
+    p.add_argument("--weights", metavar="DIR", help="colorization: folder of the standard FID Inception weights")
     p.add_argument(
         "--protocol",
         choices=("full", "reduced"),
