@@ -169,6 +169,8 @@ class GeneratorConfig(Section):
                 "encoder_weights is for --generator resnet18-unet (a ResNet-18 encoder); "
                 f"this run's generator is {self.architecture}"
             )
+        if self.encoder_weights and self.channels != 64:
+            raise ValueError(f"encoder_weights: ResNet-18 weights need g_channels 64, not {self.channels}")
         if self.innermost_norm and self.norm == "instance" and self.architecture == "unet":
             raise ValueError(
                 "innermost_norm with instance norm cannot work: the bottleneck is 1x1 (the errata's reason)"

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -40,7 +41,7 @@ from .extras import MissingExtraError  # noqa: F401 - raised by require, named i
 from .predict import Pix2Pix, generator_mode, run_generator, size_multiple
 
 ONNX_OPSET = 18  # the dynamo exporter's own default; ONNX Runtime >= 1.14 runs it
-PARITY_TOLERANCE = 1e-4  # max |ORT - PyTorch| accepted in eval mode
+PARITY_TOLERANCE = 1e-4  # max |ORT - PyTorch| accepted in eval mode, for the paper's U-Net at 256 px
 INSTALL_HINT = 'pip install "pix2pix[export]"'
 EXPORT_PACKAGES = ("onnx", "onnxscript")  # torch.onnx.export(dynamo=True) imports both
 RUNTIME_PACKAGES = ("onnxruntime",)
@@ -188,16 +189,31 @@ def load_onnx(path: str | Path, device: str | torch.device = "cpu") -> Pix2Pix:
     return Pix2Pix(generator, generator.config)
 
 
+def float32_error(generator: nn.Module, x: torch.Tensor, expected: torch.Tensor) -> float:
+    """Max |G(x) in float32 - G(x) in float64|: PyTorch's own rounding error on this input."""
+    exact = run_generator(copy.deepcopy(generator).double(), x.double(), mode="eval")
+    return (expected.double() - exact).abs().max().item()
+
+
+def parity_tolerance(rounding: float) -> float:
+    """The max |ORT - PyTorch| accepted where PyTorch's float32 output is `rounding` away from
+    float64's. ONNX Runtime computes the same float32 sums in another order, so its own error is
+    of the same size: the two may differ by twice it; 4x leaves room for where the errors fall.
+    Never below PARITY_TOLERANCE (the paper's U-Net's own error is well below that)."""
+    return max(PARITY_TOLERANCE, 4 * rounding)
+
+
 @dataclass(frozen=True)
 class ParityResult:
     source: str  # "random" or the image's path
     shape: tuple[int, ...]  # (B, C, H, W) of the input before padding
     max_abs_diff: float
     psnr: float = math.inf  # dB of the ONNX output against PyTorch's, images in [0, 1]
+    tolerance: float = PARITY_TOLERANCE  # parity_tolerance on this input
 
     @property
     def ok(self) -> bool:
-        return self.max_abs_diff < PARITY_TOLERANCE
+        return self.max_abs_diff < self.tolerance
 
 
 def default_check_sizes(multiple: int) -> list[tuple[int, int]]:
@@ -218,7 +234,8 @@ def check_parity(
 
     On random inputs in [-1, 1] of `batch_size` at each (H, W) of `sizes` (default: two sizes,
     see default_check_sizes), and on each image file in `images` (any size, whole image).
-    Each result's `ok` says whether it is below PARITY_TOLERANCE.
+    Each result's `ok` says whether it is below its tolerance: PARITY_TOLERANCE, or more where
+    PyTorch's own float32 rounding on that input is larger (parity_tolerance).
 
     Example:
         >>> results = check_parity(model.generator, OnnxGenerator("g.onnx"))    # doctest: +SKIP
@@ -240,5 +257,6 @@ def check_parity(
         diff = (expected - actual).abs().max().item()
         mse = ((expected - actual) / 2).square().mean().item()  # [-1, 1] -> [0, 1]
         psnr = 10 * math.log10(1 / mse) if mse > 0 else math.inf
-        results.append(ParityResult(source, tuple(x.shape), diff, psnr))
+        tolerance = parity_tolerance(float32_error(generator, x, expected))
+        results.append(ParityResult(source, tuple(x.shape), diff, psnr, tolerance))
     return results

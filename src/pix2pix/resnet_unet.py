@@ -38,13 +38,28 @@ KNOWN_ENCODERS = {
     "f37072fd": "torchvision's ImageNet ResNet-18 (ResNet18_Weights.IMAGENET1K_V1, resnet18-f37072fd.pth)",
     "5c106cde": "torchvision's original ImageNet ResNet-18 (resnet18-5c106cde.pth)",
 }
-STAGE_CHANNELS = (64, 64, 128, 256, 512)  # stem (1/2), layer1 (1/4), layer2 (1/8), layer3 (1/16), layer4 (1/32)
+
+
+def stage_channels(width: int = 64) -> tuple[int, ...]:
+    """Channels of the stem (1/2), layer1 (1/4), layer2 (1/8), layer3 (1/16), layer4 (1/32):
+    ResNet-18's 64, 64, 128, 256, 512 at width 64 (other widths: tiny test models)."""
+    return (width, width, 2 * width, 4 * width, 8 * width)
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
+    """The decoder's norm (--norm); batch norm also where a channel has one value in the batch
+    (1 x 1 at 1/32 of a 32 px image at batch 1), as the encoder's."""
     from .networks import _norm as norm
 
-    return norm(kind, channels)
+    return _bn(channels) if kind == "batch" else norm(kind, channels)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    """BatchNorm2d (the same parameters and state dict) that does not refuse one value per
+    channel, which training and paper-mode inference meet at 1/32 of small images."""
+    from .networks import OneValueBatchNorm
+
+    return OneValueBatchNorm(channels)
 
 
 class BasicBlock(nn.Module):
@@ -54,13 +69,13 @@ class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
+        self.bn1 = _bn(cout)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.bn2 = _bn(cout)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), _bn(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -74,16 +89,17 @@ class ResNet18Encoder(nn.Module):
     (B, C_in, H, W) -> [(B, 64, H/2, W/2), (B, 64, H/4), (B, 128, H/8), (B, 256, H/16), (B, 512, H/32)]
     """
 
-    def __init__(self, in_channels: int = 3) -> None:
+    def __init__(self, in_channels: int = 3, width: int = 64) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        c = stage_channels(width)
+        self.conv1 = nn.Conv2d(in_channels, c[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = _bn(c[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.layer1 = nn.Sequential(BasicBlock(64, 64, 1), BasicBlock(64, 64, 1))
-        self.layer2 = nn.Sequential(BasicBlock(64, 128, 2), BasicBlock(128, 128, 1))
-        self.layer3 = nn.Sequential(BasicBlock(128, 256, 2), BasicBlock(256, 256, 1))
-        self.layer4 = nn.Sequential(BasicBlock(256, 512, 2), BasicBlock(512, 512, 1))
+        self.layer1 = nn.Sequential(BasicBlock(c[0], c[1], 1), BasicBlock(c[1], c[1], 1))
+        self.layer2 = nn.Sequential(BasicBlock(c[1], c[2], 2), BasicBlock(c[2], c[2], 1))
+        self.layer3 = nn.Sequential(BasicBlock(c[2], c[3], 2), BasicBlock(c[3], c[3], 1))
+        self.layer4 = nn.Sequential(BasicBlock(c[3], c[4], 2), BasicBlock(c[4], c[4], 1))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         stem = self.relu(self.bn1(self.conv1(x)))
@@ -117,6 +133,7 @@ class UpBlock(nn.Module):
 
 class ResNetUNetGenerator(nn.Module):
     """`--generator resnet18-unet`: seed 003's enhanced colorization G (see the module's text).
+    `base_channels` (--g-channels) is ResNet-18's first width, 64; only 64 takes ResNet-18 weights.
 
     Example:
         >>> G = ResNetUNetGenerator(1, 2)
@@ -126,20 +143,24 @@ class ResNetUNetGenerator(nn.Module):
 
     size_multiple = 32
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 2, norm: str = "batch") -> None:
+    def __init__(
+        self, in_channels: int = 1, out_channels: int = 2, base_channels: int = 64, norm: str = "batch"
+    ) -> None:
         super().__init__()
-        self.encoder = ResNet18Encoder(in_channels)
-        self.middle = nn.Sequential(conv_block(512, 1024, norm), conv_block(1024, 512, norm))
-        blocks, up_in = [], 512
-        for skip in reversed(STAGE_CHANNELS[:-1]):  # 256 at 1/16, 128, 64, 64 at 1/2
+        *skips, deepest = stage_channels(base_channels)
+        self.encoder = ResNet18Encoder(in_channels, base_channels)
+        self.middle = nn.Sequential(conv_block(deepest, 2 * deepest, norm), conv_block(2 * deepest, deepest, norm))
+        blocks, up_in = [], deepest
+        for skip in reversed(skips):  # 256 at 1/16, 128, 64, 64 at 1/2
             out = up_in // 2 + skip  # fastai's rule: 512, 384, 256, 192
             blocks.append(UpBlock(up_in, skip, out, norm))
             up_in = out
         self.decoder = nn.ModuleList(blocks)
+        c = base_channels
         self.head_up = nn.Sequential(
-            nn.ConvTranspose2d(up_in, 64, 4, stride=2, padding=1, bias=norm != "batch"), _norm(norm, 64), nn.ReLU()
+            nn.ConvTranspose2d(up_in, c, 4, stride=2, padding=1, bias=norm != "batch"), _norm(norm, c), nn.ReLU()
         )
-        self.head = nn.Sequential(conv_block(64 + in_channels, 64, norm), nn.Conv2d(64, out_channels, 1), nn.Tanh())
+        self.head = nn.Sequential(conv_block(c + in_channels, c, norm), nn.Conv2d(c, out_channels, 1), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *skips, y = self.encoder(x)
@@ -210,16 +231,18 @@ def _read_state_dict(path: Path) -> dict:
 
 
 def _fit_stem(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """conv1's RGB filters (64, 3, 7, 7) for `in_channels` inputs. One channel: the sum over RGB
-    (fastai's rule), so a grey image on one channel gets the response the RGB net gives to the
-    same grey on all three. n channels: channel i takes filter i mod 3, scaled by 3/n, so that the
-    same grey on all n channels again gives that response."""
-    if in_channels == weight.shape[1]:
+    """conv1's RGB filters (64, 3, 7, 7) for `in_channels` inputs, such that the same grey on
+    every input channel gets the response the RGB net gives to that grey on R, G and B (the sum
+    of the filters over channels is kept). One channel: the sum over RGB (fastai's rule). Two:
+    half the sum each. More than three: R, G, B scaled by 3/n, each extra channel the sum / n."""
+    rgb = weight.shape[1]
+    if in_channels == rgb:
         return weight
-    if in_channels == 1:
-        return weight.sum(1, keepdim=True)
-    picked = weight[:, [i % weight.shape[1] for i in range(in_channels)]]
-    return picked * (weight.shape[1] / in_channels)
+    total = weight.sum(1, keepdim=True)
+    if in_channels < rgb:
+        return (total / in_channels).expand(-1, in_channels, -1, -1).clone()
+    extra = (total / in_channels).expand(-1, in_channels - rgb, -1, -1)
+    return torch.cat([weight * (rgb / in_channels), extra], 1)
 
 
 def read_encoder_weights(path: str | Path, in_channels: int) -> EncoderWeights:
@@ -259,4 +282,7 @@ def read_encoder_weights(path: str | Path, in_channels: int) -> EncoderWeights:
 
 def load_encoder(generator: ResNetUNetGenerator, weights: EncoderWeights) -> None:
     """Copy checked weights into G's encoder (after init_weights, which they replace)."""
+    width = generator.encoder.conv1.out_channels
+    if width != 64:
+        raise EncoderWeightsError(f"{weights.path}: ResNet-18 weights need g_channels 64 (this generator's is {width})")
     generator.encoder.load_state_dict(weights.state)
