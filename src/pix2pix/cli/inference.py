@@ -92,9 +92,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     results = check_parity(model.generator, OnnxGenerator(out), images=images)
     for r in results:
         shape = "x".join(map(str, r.shape))
-        print(
-            f"  {'ok  ' if r.ok else 'FAIL'} max |onnxruntime - torch| = {r.max_abs_diff:.2e}  (tolerance {r.tolerance:.1e})  {shape}  {r.source}"
-        )
+        verdict = "ok  " if r.ok else "FAIL"
+        diff = f"max |onnxruntime - torch| = {r.max_abs_diff:.2e} (tolerance {r.tolerance:.1e})"
+        print(f"  {verdict} {diff}  {shape}  {r.source}")
     worst = max(r.max_abs_diff for r in results)
     failed = [r for r in results if not r.ok]
     if failed:
