@@ -35,6 +35,7 @@ from pix2pix.features import (
     _verify,
     default_weights_dir,
     find_weights,
+    packaged_copy,
     perceptual_scores,
 )
 
@@ -74,6 +75,38 @@ def test_missing_file_error_names_the_file_its_size_hash_url_and_place(tmp_path)
     ):
         assert part in message
     assert isinstance(info.value, ValueError)
+
+
+def _fake_distribution(root: Path, content: bytes) -> Path:
+    """An installed `lpips` distribution (dist-info + its weight file) under `root`."""
+    info = root / "lpips-9.9.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lpips\nVersion: 9.9\n")
+    heads = root / "lpips" / "weights" / "v0.1" / "alex.pth"
+    heads.parent.mkdir(parents=True)
+    heads.write_bytes(content)
+    return heads
+
+
+def test_lpips_heads_are_read_from_an_installed_lpips_and_hash_checked(tmp_path, monkeypatch):
+    heads = _fake_distribution(tmp_path / "site", b"not the LPIPS heads")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert packaged_copy(LPIPS_ALEX_LINEAR) == heads
+    with pytest.raises(WeightsMissingError, match=re.escape(str(heads)) + " is not the expected alex.pth"):
+        find_weights(LPIPS_ALEX_LINEAR, tmp_path / "empty")
+    # a copy in the weights folder comes first
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / LPIPS_ALEX_LINEAR).write_bytes(b"x")
+    with pytest.raises(WeightsMissingError, match=re.escape(str(tmp_path / "weights" / LPIPS_ALEX_LINEAR))):
+        find_weights(LPIPS_ALEX_LINEAR, tmp_path / "weights")
+    assert packaged_copy(ALEXNET) is None  # no package ships the AlexNet trunk
+
+
+def test_the_lpips_wheels_heads_are_the_standard_file(tmp_path):
+    shipped = packaged_copy(LPIPS_ALEX_LINEAR)
+    if shipped is None:
+        pytest.skip("lpips is not installed (pip install --no-deps lpips: its wheel ships the heads)")
+    assert find_weights(LPIPS_ALEX_LINEAR, tmp_path) == shipped
 
 
 def test_default_folder_is_pix2pix_weights_then_the_cache(tmp_path, monkeypatch):
@@ -125,10 +158,11 @@ def test_perceptual_scores_checks_every_file_before_computing(tmp_path):
     images = _images(0, [(32, 32)] * 2)
     with pytest.raises(WeightsMissingError) as info:
         perceptual_scores(images, images, tmp_path)
-    assert all(name in str(info.value) for name in WEIGHT_FILES)  # all missing files at once
+    missing = [name for name in WEIGHT_FILES if packaged_copy(name) is None]  # lpips may ship its heads
+    assert missing and all(name in str(info.value) for name in missing)  # all missing files at once
     with pytest.raises(WeightsMissingError) as info:
         perceptual_scores(images, images, tmp_path, which=("lpips",))
-    assert ALEXNET in str(info.value) and LPIPS_ALEX_LINEAR in str(info.value)
+    assert ALEXNET in str(info.value) and (LPIPS_ALEX_LINEAR in str(info.value)) == (LPIPS_ALEX_LINEAR in missing)
     assert FID_INCEPTION not in str(info.value)
 
 

@@ -153,10 +153,32 @@ def _where_to_put(target: Path) -> str:
     )
 
 
+# Files that an installed package ships (found through its metadata, never imported): the lpips
+# wheel carries LPIPS's linear heads. They are hash-checked like any other copy.
+PACKAGED = {LPIPS_ALEX_LINEAR: ("lpips", "lpips/weights/v0.1/alex.pth")}
+
+
+def packaged_copy(name: str) -> Path | None:
+    """Where an installed distribution holds the standard file `name`, if one does."""
+    from importlib import metadata
+
+    if name not in PACKAGED:
+        return None
+    distribution, relative = PACKAGED[name]
+    try:
+        path = Path(metadata.distribution(distribution).locate_file(relative))
+    except metadata.PackageNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
 def _verify(spec: WeightFile, weights_dir_or_file: str | Path | None) -> tuple[Path, str]:
-    """The path of `spec`'s file and its full SHA-256, or WeightsMissingError."""
+    """The path of `spec`'s file and its full SHA-256, or WeightsMissingError. Without the file in
+    the weights folder, a copy shipped by an installed package (PACKAGED) is used."""
     where = default_weights_dir() if weights_dir_or_file is None else Path(weights_dir_or_file).expanduser()
     path = where if where.is_file() or where.name == spec.name else where / spec.name
+    if not path.is_file() and not where.is_file():
+        path = packaged_copy(spec.name) or path
     wanted = f"{spec.name} ({spec.describe_size()}, {spec.describe_hash()})"
     if not path.is_file():
         raise WeightsMissingError(
