@@ -138,3 +138,51 @@ def test_resume_without_snapshots_beyond_the_checkpoint(tiny_data: Path, tmp_pat
     (run / "snapshots" / "step_0000012" / "config.json").unlink()  # a snapshot cut short by the kill
     train(config_for_resume(run, {"max_steps": 12}), run, resume=True, progress=False)
     assert (run / "snapshots" / "step_0000012" / "config.json").is_file()
+
+
+def _wandb_history(run: Path) -> list[dict[str, str]]:
+    """The history records of every offline W&B run folder under RUN/wandb, read from W&B's own
+    files: a LevelDB-format log (32 KiB blocks, 7-byte record headers) of wandb's Record protobufs."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    history = []
+    for path in sorted((run / "wandb").glob("offline-run-*/run-*.wandb")):
+        data, pos, pieces, block = path.read_bytes(), 7, [], 32768
+        while pos + 7 <= len(data):
+            if block - pos % block < 7:  # a block's tail too short for a header is padding
+                pos += block - pos % block
+                continue
+            _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+            chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+            pieces = [chunk] if kind in (1, 2) else [*pieces, chunk]  # full / first, then middle / last
+            if kind in (1, 4):
+                record = wandb_internal_pb2.Record()
+                record.ParseFromString(b"".join(pieces))
+                if record.WhichOneof("record_type") == "history":
+                    history.append({i.key or "/".join(i.nested_key): i.value_json for i in record.history.item})
+    return history
+
+
+def test_wandb_offline_logs_the_same_points_and_continues_on_resume(
+    tiny_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = tiny_config(tiny_data, **WATCHED, wandb="pix2pix-test")
+    run = tmp_path / "run"
+    train(cfg.replace(max_steps=8), run, progress=False)
+    run_id = (run / "wandb_id").read_text().strip()
+    train(config_for_resume(run, {"max_steps": 12}), run, resume=True, progress=False)
+    assert (run / "wandb_id").read_text().strip() == run_id  # the same W&B run continues
+    assert len(list((run / "wandb").glob(f"offline-run-*-{run_id}"))) == 2  # one folder per process
+    history = _wandb_history(run)
+    psnr = [(int(h["_step"]), float(h["val/psnr"])) for h in history if "val/psnr" in h]
+    logged = [(r["step"], r["val_psnr"]) for r in _log(run) if "val_psnr" in r]
+    assert [s for s, _ in psnr] == [s for s, _ in logged] == [4, 8, 12]  # none missing, none twice
+    assert [v for _, v in psnr] == pytest.approx([v for _, v in logged])
+    assert [int(h["_step"]) for h in history if "samples/path" in h] == [4, 8, 12]
+    g_l1 = [int(h["_step"]) for h in history if "loss/g_l1" in h]
+    assert g_l1 == [r["step"] for r in _log(run) if "g_l1" in r]

@@ -328,6 +328,9 @@ class RunConfig(Section):
         "", "a validation metric (val_psnr, val_fcn_class_iou, val_l1, ...): model-best/ holds the weights at its best"
     )
     tensorboard: bool = opt(False, "TensorBoard event files in RUN/tensorboard/ (needs the tensorboard extra)")
+    wandb: str = opt(
+        "", "log to this Weights & Biases project too (needs wandb; offline with WANDB_MODE=offline); empty: off"
+    )
 
     def validate(self) -> None:
         for name in ("log_every", "sample_every", "checkpoint_every", "val_images"):
@@ -422,6 +425,7 @@ FILE_ORDER = (
     "encoder_sha256",
     "leaky_slope",
     "l1_warmup_lr",
+    "wandb",
 )
 assert sorted(FILE_ORDER) == sorted(FLAT_KEYS), "every flat key has its place in files"
 

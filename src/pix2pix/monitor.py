@@ -9,6 +9,10 @@
   history the checkpoint continues.
 - `tensorboard/`: losses, learning rate, images/s, every validation metric and the sample grids,
   written with torch.utils.tensorboard (the `tensorboard` extra).
+- `--wandb PROJECT`: the same to Weights & Biases (files under `wandb/`; the run's id is kept in
+  `wandb_id`, so a resumed run continues the same W&B run). W&B drops points at steps below the
+  last one it has: after a kill -9 the replayed steps are not logged twice, and the points the
+  killed process logged for them stay (the same values with --deterministic, nearly otherwise).
 
 Resume: a kill -9 loses the steps after the last checkpoint, which then run again (bit for bit
 with --deterministic, else nearly). What was written after that checkpoint is dropped and made
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -49,22 +54,29 @@ class Monitor:
             raise ValueError(f"best_metric = {best!r} (--best-metric): this run's validation logs {names}")
         self.validator = Validator.make(cfg, val_set, device)
         self.board = _board(self.path, resume_step) if cfg.run.tensorboard else None
+        self.wandb = _wandb_run(cfg, self.path) if cfg.run.wandb else None
         if resume_step is not None:
             self._drop_snapshots_after(resume_step)
             shutil.rmtree(self.path / PENDING, ignore_errors=True)  # a best of the steps that run again
         self.best_value, self.best_step = self._read_best()
 
     def log(self, record: dict[str, Any]) -> None:
+        scalars = {_tag(k): v for k, v in record.items() if k not in NOT_SCALARS and isinstance(v, int | float)}
         if self.board is not None:
-            for key, value in record.items():
-                if key not in NOT_SCALARS and isinstance(value, int | float):
-                    self.board.add_scalar(_tag(key), value, record["step"])
+            for tag, value in scalars.items():
+                self.board.add_scalar(tag, value, record["step"])
             self.board.flush()
+        if self.wandb is not None:
+            self.wandb.log({**scalars, "epoch": record["epoch"]}, step=record["step"])
 
     def sample(self, step: int, grid: Image.Image) -> None:
         if self.board is not None:
             self.board.add_image("samples", np.asarray(grid.convert("RGB")), step, dataformats="HWC")
             self.board.flush()
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.log({"samples": wandb.Image(grid.convert("RGB"))}, step=step)
 
     def __enter__(self) -> Monitor:
         return self
@@ -72,6 +84,8 @@ class Monitor:
     def __exit__(self, *exc: object) -> None:
         if self.board is not None:
             self.board.close()
+        if self.wandb is not None:
+            self.wandb.finish()
 
     def after_step(self, step: int, epoch: int, total: int, generator: nn.Module) -> dict[str, Any] | None:
         """Validate and snapshot where due (every N steps and at the last); returns the
@@ -178,3 +192,21 @@ def _board(run_dir: Path, resume_step: int | None) -> Any:
 
     purge = None if resume_step is None else resume_step + 1
     return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge)
+
+
+def _wandb_run(cfg: TrainConfig, run_dir: Path) -> Any:
+    """A W&B run in RUN/wandb/, the same W&B run again when this run resumes (RUN/wandb_id)."""
+    from .extras import require
+
+    (wandb,) = require(["wandb"], "--wandb", "pip install wandb")
+    id_file = run_dir / "wandb_id"
+    run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
+    id_file.write_text(run_id + "\n")
+    return wandb.init(
+        project=cfg.run.wandb,
+        id=run_id,
+        name=run_dir.name,
+        dir=str(run_dir),
+        config=cfg.to_dict(),
+        resume="allow",
+    )

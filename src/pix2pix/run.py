@@ -43,7 +43,16 @@ from .config import TrainConfig
 
 RUN_FILES = ("config.json", "log.jsonl", STATE_FILE, "model", "samples")
 # what monitor.py and report.py add: cleared with the rest when a run starts over (--overwrite)
-WATCH_FILES = ("snapshots", "model-best", ".model-best.pending", ".model-best.old", "tensorboard", "report.html")
+WATCH_FILES = (
+    "snapshots",
+    "model-best",
+    ".model-best.pending",
+    ".model-best.old",
+    "tensorboard",
+    "report.html",
+    "wandb",
+    "wandb_id",
+)
 
 
 class RunDirError(ValueError):
