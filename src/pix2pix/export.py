@@ -229,6 +229,7 @@ def check_parity(
     sizes: Sequence[tuple[int, int]] | None = None,
     batch_size: int = 2,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[ParityResult]:
     """Max |ONNX Runtime - PyTorch| in eval mode, through translate's padding and cropping.
 
@@ -250,8 +251,10 @@ def check_parity(
     for path in images:
         img = open_image(Path(path), "RGB").convert(mode_for_channels(in_channels))
         inputs.append((str(path), to_tensor(img)[None]))
+    from .progress import progress_bar
+
     results = []
-    for source, x in inputs:
+    for source, x in progress_bar(inputs, "parity", progress, unit="input"):
         expected = run_generator(generator, x, mode="eval")
         actual = run_generator(onnx_generator, x, mode="eval")
         diff = (expected - actual).abs().max().item()

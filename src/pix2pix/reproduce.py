@@ -316,7 +316,7 @@ def reproduce(
             train_segmenter(data, segmenter_path, size=size, steps=steps, device=device, progress=progress)
     # a label2photo set scored by colour alone (figure7) needs no segmenter
     eval_task = exp.task if fcn or exp.task != "label2photo" else "image"
-    scoring = _Scoring(data, size, exp.task, eval_task, segmenter_path, device, log)
+    scoring = _Scoring(data, size, exp.task, eval_task, segmenter_path, device, log, progress)
     results = [scoring.row(row, out / "runs" / run_name(cfg)) for row, cfg in configs]
     checks = [scoring.row(row, out / "runs" / run_name(cfg)) for row, cfg in controls]
     if fcn:
@@ -363,6 +363,7 @@ class _Scoring:
     segmenter: Path | None = None
     device: str = "auto"
     log: Callable[[str], None] = print
+    progress: bool = False
 
     def scores(self, model: Path, where: Path) -> dict[str, Any]:
         from .evaluate import evaluate_model
@@ -382,6 +383,7 @@ class _Scoring:
             segmenter=self.segmenter,
             device=self.device,
             overwrite=True,  # no scores were saved: what the folder holds is an interrupted scoring
+            progress=self.progress,
         )
         path.write_text(json.dumps(scores, indent=2) + "\n")
         return scores

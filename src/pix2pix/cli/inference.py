@@ -89,7 +89,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     if not check:
         return 0
-    results = check_parity(model.generator, OnnxGenerator(out), images=images)
+    results = check_parity(model.generator, OnnxGenerator(out), images=images, progress=not args.quiet)
     for r in results:
         shape = "x".join(map(str, r.shape))
         verdict = "ok  " if r.ok else "FAIL"
@@ -271,6 +271,7 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--check-count", type=int, default=4, help="images taken from each --check-images folder")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar for --check")
     p.set_defaults(func=cmd_export)
 
 
