@@ -186,3 +186,51 @@ def test_wandb_offline_logs_the_same_points_and_continues_on_resume(
     assert [int(h["_step"]) for h in history if "samples/path" in h] == [4, 8, 12]
     g_l1 = [int(h["_step"]) for h in history if "loss/g_l1" in h]
     assert g_l1 == [r["step"] for r in _log(run) if "g_l1" in r]
+
+
+def test_perceptual_validation_uses_the_standard_files_checked_first(
+    tiny_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """FID, KID and LPIPS in each validation, from weight files registered under their own hashes
+    (random networks: the public registry would refuse them); without the files, a clear error
+    before anything trains."""
+    import dataclasses
+    import hashlib
+
+    import torch
+
+    from pix2pix import features
+    from pix2pix.features import ALEXNET, FID_INCEPTION, LPIPS_ALEX_LINEAR, WeightsMissingError
+
+    watched = {**WATCHED, "max_steps": 4, "best_metric": "val_fid"}
+    cfg = tiny_config(tiny_data, **watched, val_perceptual="fid,lpips,kid")
+    monkeypatch.setenv("PIX2PIX_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setattr(features, "packaged_copy", lambda name: None)  # an installed lpips must not answer
+    with pytest.raises(WeightsMissingError, match=FID_INCEPTION):
+        train(cfg, tmp_path / "missing", progress=False)
+    assert not (tmp_path / "missing" / "log.jsonl").exists()
+
+    (tmp_path / "weights").mkdir()
+    torch.manual_seed(0)
+    registry = dict(features.WEIGHT_FILES)
+    nets = {
+        FID_INCEPTION: features.FIDInceptionV3(),
+        ALEXNET: features.AlexNet(),
+        LPIPS_ALEX_LINEAR: features.LPIPSLinearHeads(),
+    }
+    for name, net in nets.items():
+        path = tmp_path / "weights" / name
+        torch.save(net.state_dict(), path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        registry[name] = dataclasses.replace(registry[name], size=path.stat().st_size, sha256=digest)
+    monkeypatch.setattr(features, "WEIGHT_FILES", registry)
+    train(cfg, tmp_path / "run", progress=False)
+    validations = [r for r in _log(tmp_path / "run") if "val_psnr" in r]
+    assert [r["step"] for r in validations] == [4]
+    for key in ("val_fid", "val_kid", "val_lpips", "val_eval_fid", "val_eval_lpips"):
+        assert key in validations[0] and validations[0][key] == validations[0][key]  # present, not NaN
+    assert validations[0]["val_lpips"] > 0
+    best = json.loads((tmp_path / "run" / "model-best" / "best.json").read_text())
+    assert (best["metric"], best["value"]) == ("val_fid", validations[0]["val_fid"])
+    with pytest.raises(ValueError, match="choose among fid, kid, lpips"):
+        tiny_config(tiny_data, val_every=2, val_perceptual="fid,is")

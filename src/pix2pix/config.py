@@ -328,6 +328,11 @@ class RunConfig(Section):
         "", "a validation metric (val_psnr, val_fcn_class_iou, val_l1, ...): model-best/ holds the weights at its best"
     )
     tensorboard: bool = opt(False, "TensorBoard event files in RUN/tensorboard/ (needs the tensorboard extra)")
+    val_perceptual: str = opt(
+        "",
+        "also these of fid, kid, lpips in each validation (comma-separated: val_fid, val_kid, val_lpips); they "
+        "need the standard weight files in $PIX2PIX_WEIGHTS or ~/.cache/pix2pix/weights (see pix2pix evaluate)",
+    )
     wandb: str = opt(
         "", "log to this Weights & Biases project too (needs wandb; offline with WANDB_MODE=offline); empty: off"
     )
@@ -346,6 +351,16 @@ class RunConfig(Section):
             )
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise ValueError(f"device = {self.device!r} (--device): choose auto, cpu, cuda, cuda:N or mps")
+        unknown = [m for m in self.perceptual if m not in ("fid", "kid", "lpips")]
+        if unknown:
+            raise ValueError(f"val_perceptual = {self.val_perceptual!r} (--val-perceptual): choose among fid, kid, lpips")
+        if self.perceptual and not self.val_every:
+            raise ValueError("val_perceptual (--val-perceptual): needs --val-every N > 0")
+
+    @property
+    def perceptual(self) -> tuple[str, ...]:
+        """The perceptual metrics of each validation, in the order given."""
+        return tuple(dict.fromkeys(m.strip() for m in self.val_perceptual.split(",") if m.strip()))
 
 
 SECTIONS: dict[str, type[Section]] = {
@@ -426,6 +441,7 @@ FILE_ORDER = (
     "leaky_slope",
     "l1_warmup_lr",
     "wandb",
+    "val_perceptual",
 )
 assert sorted(FILE_ORDER) == sorted(FLAT_KEYS), "every flat key has its place in files"
 

@@ -49,8 +49,8 @@ class Monitor:
     def __init__(self, cfg: TrainConfig, run_dir: Path, val_set: Any, device: Any, resume_step: int | None) -> None:
         self.cfg, self.path = cfg, Path(run_dir)
         best = cfg.run.best_metric
-        if best and best not in metric_names(resolve_task(cfg)):
-            names = ", ".join(metric_names(resolve_task(cfg)))
+        if best and best not in metric_names(resolve_task(cfg), cfg.run.perceptual):
+            names = ", ".join(metric_names(resolve_task(cfg), cfg.run.perceptual))
             raise ValueError(f"best_metric = {best!r} (--best-metric): this run's validation logs {names}")
         self.validator = Validator.make(cfg, val_set, device)
         self.board = _board(self.path, resume_step) if cfg.run.tensorboard else None

@@ -10,8 +10,12 @@ validations differ only by the weights) and in eval mode (running statistics), a
 - photo2label: the outputs' colours read as labels against the target label maps
   (`val_label_class_iou`, ...).
 
-Paper-mode figures are `val_<name>`, eval-mode ones `val_eval_<name>`. FID, KID and LPIPS are
-left to `pix2pix evaluate`: a few dozen images give no stable FID.
+- with `--val-perceptual fid,kid,lpips` (any of them), those too (`val_fid`, `val_kid`,
+  `val_lpips`: the mean), from the standard weight files, checked before training starts. On a
+  few dozen images FID is biased upwards: compare validations of one run with each other, and
+  use `pix2pix evaluate` on the whole val split for a figure to report.
+
+Paper-mode figures are `val_<name>`, eval-mode ones `val_eval_<name>`.
 """
 
 from __future__ import annotations
@@ -43,13 +47,14 @@ def resolve_task(cfg: TrainConfig) -> str:
     return task
 
 
-def metric_names(task: str) -> list[str]:
+def metric_names(task: str, perceptual: tuple[str, ...] = ()) -> list[str]:
     """Every name a validation of `task` logs, paper mode then eval mode."""
     base = list(IMAGE_METRICS)
     if task == "label2photo":
         base += [f"fcn_{m}" for m in LABEL_METRICS]
     elif task == "photo2label":
         base += [f"label_{m}" for m in LABEL_METRICS]
+    base += list(perceptual)
     return [f"{prefix}{m}" for prefix in ("val_", "val_eval_") for m in base]
 
 
@@ -69,6 +74,7 @@ class Validator:
     seed: int
     palette: Palette | None = None
     segmenter: nn.Module | None = None
+    perceptual: tuple[str, ...] = ()  # of fid, kid, lpips
 
     @classmethod
     def make(cls, cfg: TrainConfig, val_set: Any, device: torch.device) -> Validator | None:
@@ -98,7 +104,23 @@ class Validator:
                     f"trains at {cfg.data.crop_size} px; train one with `pix2pix evaluate train-segmenter --size "
                     f"{cfg.data.crop_size}`"
                 )
-        return cls(inputs, targets, task, cfg.optim.seed, palette, segmenter)
+        if cfg.run.perceptual and targets.shape[1] not in (1, 3):
+            raise ValueError(
+                f"val_perceptual (--val-perceptual): needs 1- or 3-channel outputs; this run's have {targets.shape[1]}"
+            )
+        if cfg.run.perceptual:
+            from .features import METRIC_WEIGHTS, WeightsMissingError, find_weights
+
+            needed = dict.fromkeys(name for m in cfg.run.perceptual for name in METRIC_WEIGHTS[m])
+            problems = []
+            for name in needed:
+                try:
+                    find_weights(name)
+                except WeightsMissingError as err:
+                    problems.append(str(err))
+            if problems:  # before training starts, every missing file at once
+                raise WeightsMissingError(f"--val-perceptual {cfg.run.val_perceptual}:\n" + "\n\n".join(problems))
+        return cls(inputs, targets, task, cfg.optim.seed, palette, segmenter, cfg.run.perceptual)
 
     def __call__(self, generator: nn.Module) -> dict[str, float]:
         """Every validation metric of `generator`, and the seconds the validation took."""
@@ -129,11 +151,26 @@ class Validator:
             elif self.task == "photo2label":
                 hist += self._labels(out8, target8)
         scores = {name: value / len(outputs) for name, value in sums.items()}
+        if self.perceptual:
+            scores |= self._perceptual(outputs)
         if hist.any():
             prefix = "fcn_" if self.task == "label2photo" else "label_"
             found = metrics.segmentation_scores(hist)
             scores |= {prefix + m: float(found[m]) for m in LABEL_METRICS}
         return scores
+
+    def _perceptual(self, outputs: torch.Tensor) -> dict[str, float]:
+        """FID / KID / LPIPS of the 8-bit outputs against the targets (RGB; one channel repeated)."""
+        from .data.images import to_array
+        from .features import perceptual_scores
+
+        def rgb(t: torch.Tensor) -> np.ndarray:
+            a = to_array(t).astype(np.float32) / 255
+            return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a[..., :3]
+
+        found = perceptual_scores([rgb(t) for t in self.targets], [rgb(y) for y in outputs], which=self.perceptual)
+        names = {"fid": "fid", "kid": "kid_mean", "lpips": "lpips_mean"}
+        return {m: float(found[names[m]]) for m in self.perceptual}
 
     def _fcn(self, output: np.ndarray, label_map: np.ndarray) -> np.ndarray:
         """The segmenter's classes of one output against the label map it was made from."""
