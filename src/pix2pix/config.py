@@ -353,7 +353,9 @@ class RunConfig(Section):
             raise ValueError(f"device = {self.device!r} (--device): choose auto, cpu, cuda, cuda:N or mps")
         unknown = [m for m in self.perceptual if m not in ("fid", "kid", "lpips")]
         if unknown:
-            raise ValueError(f"val_perceptual = {self.val_perceptual!r} (--val-perceptual): choose among fid, kid, lpips")
+            raise ValueError(
+                f"val_perceptual = {self.val_perceptual!r} (--val-perceptual): choose among fid, kid, lpips"
+            )
         if self.perceptual and not self.val_every:
             raise ValueError("val_perceptual (--val-perceptual): needs --val-every N > 0")
 
