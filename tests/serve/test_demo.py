@@ -202,6 +202,32 @@ def test_a_greyscale_model(tmp_path: Path) -> None:
         running.close()
 
 
+def test_a_resnet18_unet_colorization_model(tmp_path: Path) -> None:
+    """Seed 003's generator in the demo: grey in (any size, padded to multiples of 32), colour
+    out, the same image as the library gives."""
+    from pix2pix.resnet_unet import ResNetUNetGenerator
+
+    torch.manual_seed(0)
+    config = {
+        "architecture": "resnet18-unet",
+        "generator": {"in_channels": 1, "out_channels": 2, "base_channels": 4},
+        "dataset_mode": "colorization",
+    }
+    save_model(tmp_path / "colour", ResNetUNetGenerator(1, 2, base_channels=4), config)
+    running = Running(tmp_path / "colour")
+    try:
+        info = json.loads(running.request("GET", "/info")[2])
+        assert info["size_multiple"] == 32
+        photo = random_image(45, 27, seed=3)
+        status, _, body = running.translate(png_bytes(photo))
+        out = Image.open(io.BytesIO(body))
+        assert status == 200 and out.mode == "RGB" and out.size == (45, 27)
+        expected = Pix2Pix.load(tmp_path / "colour").translate(photo, mode="eval")
+        assert np.abs(np.asarray(out, dtype=int) - np.asarray(expected, dtype=int)).max() <= 1
+    finally:
+        running.close()
+
+
 def _bad_requests() -> list[tuple[str, dict, int, str]]:
     truncated = png_bytes(random_image(64, 64, seed=2))[:300]
     return [
