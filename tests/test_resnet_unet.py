@@ -196,6 +196,7 @@ def _photo(w: int, h: int, seed: int = 0) -> Image.Image:
 def test_model_folders_load_and_odd_sizes_are_padded_and_cropped(tmp_path: Path) -> None:
     model = Pix2Pix.load(_model_folder(tmp_path))
     assert model.generator.size_multiple == 32
+    assert "U-Net on a ResNet-18 encoder" in (tmp_path / "model" / "README.md").read_text()  # the model card
     for w, h in [(45, 27), (70, 33)]:
         photo = _photo(w, h)
         out = model.translate(photo, mode="eval")

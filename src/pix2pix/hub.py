@@ -120,9 +120,12 @@ def _what_it_does(card: ModelCard) -> str:
     shape = f"U-Net, {g.get('depth', 8)} levels" if arch == "unet" else f"ResNet, {g.get('blocks', 9)} blocks"
     if arch == "unet" and not g.get("skips", True):
         shape = f"encoder-decoder (no skips), {g.get('depth', 8)} levels"
+    dropout = f"dropout {g.get('dropout', 0.5)}"
+    if arch == "resnet18-unet":  # seed 003's: no dropout, sides multiples of 32
+        shape, dropout = "U-Net on a ResNet-18 encoder (seed 003's enhanced colorization)", "no dropout"
     net = (
         f"- Network: {shape}, {g.get('base_channels', 64)} channels in the first layer, "
-        f"norm {g.get('norm', 'batch')}, dropout {g.get('dropout', 0.5)}."
+        f"norm {g.get('norm', 'batch')}, {dropout}."
     )
     files = f"- Files: `{MODEL_CONFIG}` (how to build it), `{MODEL_WEIGHTS}` (the weights), this card."
     return "\n".join(["## What it does", "", what, "", net, files, ""])
