@@ -49,6 +49,19 @@ def test_photos_are_cut_from_pairs_and_a_single_folder_is_split(tmp_path: Path) 
         prepare_photos(tmp_path / "data", tmp_path / "out", 32, 0, "top")
 
 
+def test_corrupt_photos_are_skipped_and_listed_and_val_is_never_trained_on(tmp_path: Path) -> None:
+    data = tmp_path / "photos"
+    _pairs(data, 6)
+    _pairs(data / "val", 2)  # a val/ inside the photo folder
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    folder = prepare_photos(data, tmp_path / "out", 32, 0, "none", log=lambda _: None)
+    made = json.loads((folder / "done.json").read_text())
+    assert (made["train"], made["val"]) == (6, 2)  # val/'s photos are not in train/
+    assert len(made["skipped"]) == 1 and "broken.png" in made["skipped"][0]
+    with pytest.raises(ValueError, match="pass another --out"):
+        prepare_photos(tmp_path / "elsewhere", tmp_path / "out", 32, 0, "none", log=lambda _: None)
+
+
 def test_the_enhanced_run_is_snapshotted_after_pretraining_n_and_2n_epochs(tmp_path: Path) -> None:
     _pairs(tmp_path / "data" / "train", 12)
     _pairs(tmp_path / "data" / "val", 3)

@@ -71,14 +71,19 @@ def prepare_photos(
     `half` cuts aligned pairs (Cityscapes: left, the photo); val comes from data's val/ or test/,
     else from a seeded 10 % of the photos."""
     from .data.aligned import split_folder
-    from .data.images import list_images, open_image
+    from .data.images import ImageError, list_images, open_image
 
     if half not in PHOTO_HALVES:
         raise ValueError(f"--photo-half {half!r}: choose one of {', '.join(PHOTO_HALVES)}")
     folder = out / f"photos-{size}px-{half}-{train_photos or 'all'}"
-    if (folder / "done.json").is_file():
-        return folder
     root = Path(data)
+    if (folder / "done.json").is_file():
+        made_from = json.loads((folder / "done.json").read_text())["data"]
+        if Path(made_from).resolve() != root.resolve():
+            raise ValueError(
+                f"{out} holds photos (and runs) made from {made_from}, not {root}: pass another --out for these photos"
+            )
+        return folder
     train_dir, val_dir = split_folder(root, "train"), split_folder(root, "val")
     train = list_images(train_dir)
     if val_dir == train_dir:  # one folder of photos: hold out a seeded tenth for scoring
@@ -88,21 +93,32 @@ def prepare_photos(
         train = [train[i] for i in sorted(order[cut:])]
     else:
         val = list_images(val_dir)
+        train = [p for p in train if val_dir not in p.parents]  # a val/ inside a photo folder is not training data
     if not train or not val:
         raise ValueError(f"{root}: needs photos for training and for scoring; found {len(train)} and {len(val)}")
     train = train[:train_photos] if train_photos else train
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     log(f"[colorization] writing {len(train)} + {len(val)} photos at {size} px into {folder}")
+    skipped = []
     for split, files in (("train", train), ("val", val)):
         (partial / split).mkdir(parents=True)
         for i, path in enumerate(files):
-            photo = open_image(path, "RGB")
+            try:
+                photo = open_image(path, "RGB")
+            except ImageError as err:  # a corrupt or unreadable file: listed, not fatal
+                skipped.append(str(err))
+                continue
             if half != "none":
                 w, h = photo.size
                 photo = photo.crop((0, 0, w // 2, h) if half == "left" else (w // 2, 0, w, h))
             photo.resize((size, size), Image.BICUBIC).save(partial / split / f"{i:05d}_{path.stem}.png")
-    source = {"data": str(root), "half": half, "size": size, "train": len(train), "val": len(val)}
+    counts = {split: len(list((partial / split).glob("*.png"))) for split in ("train", "val")}
+    if not counts["train"] or not counts["val"]:
+        raise ValueError(f"{root}: no readable photos for training or for scoring:\n" + "\n".join(skipped[:10]))
+    if skipped:
+        log(f"[colorization] skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}")
+    source = {"data": str(root), "half": half, "size": size, **counts, "skipped": skipped}
     (partial / "done.json").write_text(json.dumps(source, indent=2) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
