@@ -161,8 +161,8 @@ def histogram_intersection(p: np.ndarray, q: np.ndarray) -> float:
 def colourfulness(rgb: np.ndarray) -> float:
     """Hasler and Suesstrunk's colourfulness M of one image (H, W, 3) in [0, 1], on the 0-255
     scale of their paper (2003): with rg = R - G and yb = (R + G) / 2 - B,
-    M = sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2). 0 for a grey image; they
-    rate about 33 "moderately", 45 "quite" and 59 "highly" colourful."""
+    M = sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2). Their scale: 0 not, 15
+    slightly, 33 moderately, 45 averagely, 59 quite, 82 highly, 109 extremely colourful."""
     x = np.asarray(rgb, dtype=np.float64) * 255.0
     rg = x[..., 0] - x[..., 1]
     yb = 0.5 * (x[..., 0] + x[..., 1]) - x[..., 2]
