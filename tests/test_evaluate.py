@@ -139,6 +139,8 @@ def test_reproduce_table6_writes_report_and_resumes_without_retraining(city: Pat
     assert report["rows"][0]["paper"] == [0.86, 0.42, 0.35]
     text = path.read_text()
     assert "| L1 | " in text and "0.86 / 0.42 / 0.35" in text and "`crop_size = 32`" in text
+    assert report["rows"][0]["training"]["step"] == 32 and report["rows"][0]["training"]["seconds"] > 0
+    assert "| steps | train s |" in text
     # 16 pairs, 1 + 1 epochs of batch 1: every row trained its whole (reduced) schedule
     states = sorted(out.glob("runs/*/checkpoint.pt"))
     assert len(states) == 3

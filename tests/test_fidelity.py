@@ -81,6 +81,27 @@ def test_fcn_score_reports_say_how_the_protocol_differs() -> None:
     assert "FCN-8s" in FCN_PROTOCOL and "1024 x 2048" in FCN_PROTOCOL
 
 
+def test_table1_reports_put_seed_000s_reproduction_beside_the_paper() -> None:
+    exp = SETS["table1"]
+    fcn = {"pixel_acc": 0.5, "class_acc": 0.2, "class_iou": 0.1}
+    rows = [
+        {"row": r.name, "run": "r", "paper": r.paper, "seed000": r.seed000, "training": {"step": 5950, "seconds": 12.5},
+         "scores": {"fcn": fcn, "fcn_ground_truth": fcn}}
+        for r in exp.rows
+    ]  # fmt: skip
+    report = {
+        "title": exp.title, "protocol": "reduced", "machine": "m", "date": "d", "version": "v", "command": "c",
+        "reduced": {}, "extra": {}, "metric_names": list(exp.metric_names), "rows": rows,
+        "ground_truth_paper": exp.ground_truth_paper, "ground_truth_seed000": exp.ground_truth_seed000,
+    }  # fmt: skip
+    lines = format_report(report, exp).splitlines()
+    assert "seed 000 (pixel_acc / class_acc / class_iou)" in next(line for line in lines if line.startswith("| Row"))
+    row = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ")}
+    assert "| 0.60 / 0.20 / 0.15 | 5950 | 12.5 |" in row["L1"]  # seed 000's L1, then steps and training seconds
+    assert "0.55 / 0.20 / 0.14" in row["L1+cGAN"] and "0.66 / 0.23 / 0.18" in row["cGAN"]
+    assert "| 0.80 / 0.26 / 0.21 | 0.76 / 0.25 / 0.20 |" in row["Ground truth (segmenter on real photos)"]
+
+
 def test_reproduce_can_train_without_scoring(city: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
     from pix2pix.cli import main
 

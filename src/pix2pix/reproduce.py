@@ -68,6 +68,7 @@ class Row:
     name: str
     overrides: dict[str, Any]
     paper: tuple[float, ...] | None = None
+    seed000: tuple[float, ...] | None = None  # seed 000's reproduction of the paper's figures, where it has one
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class ExperimentSet:
     metric_names: tuple[str, ...] = SCORES
     overrides: dict[str, Any] = field(default_factory=dict)  # applied to every row
     ground_truth_paper: tuple[float, ...] | None = None  # label2photo: the segmenter on real photos
+    ground_truth_seed000: tuple[float, ...] | None = None
     notes: str = ""
 
 
@@ -107,13 +109,14 @@ SETS: dict[str, ExperimentSet] = {
             L2P,
             "label2photo",
             (
-                Row("L1", {"objective": "l1"}, (0.42, 0.15, 0.11)),
+                Row("L1", {"objective": "l1"}, (0.42, 0.15, 0.11), (0.60, 0.20, 0.15)),
                 Row("GAN", {"objective": "gan"}, (0.22, 0.05, 0.01)),
-                Row("cGAN", {"objective": "cgan"}, (0.57, 0.22, 0.16)),
+                Row("cGAN", {"objective": "cgan"}, (0.57, 0.22, 0.16), (0.66, 0.23, 0.18)),
                 Row("L1+GAN", {"objective": "l1+gan"}, (0.64, 0.20, 0.15)),
-                Row("L1+cGAN", {"objective": "l1+cgan"}, (0.66, 0.23, 0.17)),
+                Row("L1+cGAN", {"objective": "l1+cgan"}, (0.66, 0.23, 0.17), (0.55, 0.20, 0.14)),
             ),
             ground_truth_paper=FCN_GT,
+            ground_truth_seed000=(0.76, 0.25, 0.20),
         ),
         ExperimentSet(
             "table2",
@@ -338,6 +341,7 @@ def reproduce(
         "rows": results,
         "controls": checks,
         "ground_truth_paper": exp.ground_truth_paper,
+        "ground_truth_seed000": exp.ground_truth_seed000,
     }
     (out / f"{name}-{protocol}.json").write_text(json.dumps(report, indent=2) + "\n")
     path = out / f"{name}-{protocol}.md"
@@ -389,9 +393,19 @@ class _Scoring:
         return scores
 
     def row(self, row: Row, run_dir: Path) -> dict[str, Any]:
+        from .report import _training_seconds, read_log
+
         scores = self.scores(run_dir / "model", run_dir)
         trained = json.loads((run_dir / "done.json").read_text())
-        return {"row": row.name, "run": str(run_dir), "paper": row.paper, "training": trained, "scores": scores}
+        trained["seconds"] = round(_training_seconds([r for r in read_log(run_dir) if "time" in r]), 1)
+        return {
+            "row": row.name,
+            "run": str(run_dir),
+            "paper": row.paper,
+            "seed000": row.seed000,
+            "training": trained,
+            "scores": scores,
+        }
 
     def blank(self, folder: Path) -> dict[str, Any]:
         """A generator whose weights are all zero: tanh(0) = 0, mid-grey, whatever the input."""
@@ -445,24 +459,34 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
         lines += [FCN_PROTOCOL, ""]
     if report["extra"]:
         lines += ["Also changed: " + ", ".join(f"`{k} = {v}`" for k, v in report["extra"].items()) + ".", ""]
-    lines += [f"| Row | ours ({head}) | paper ({head}) |", "|---|---|---|"]
+    seed = any(r.get("seed000") for r in report["rows"])  # seed 000's reproduction, beside the paper's
+    extra_head, extra_rule = (f" seed 000 ({head}) |", "---|") if seed else ("", "")
+    lines += [
+        f"| Row | ours ({head}) | paper ({head}) |{extra_head} steps | train s |",
+        f"|---|---|---|{extra_rule}---|---|",
+    ]
 
     def fmt(values: list[float | None] | tuple[float, ...] | None) -> str:
         if values is None:
             return "-"
         return " / ".join("-" if v is None else f"{v:.2f}" for v in values)
 
+    def line(name: str, ours, paper, seed000, training: dict[str, Any]) -> str:
+        cells = [name, fmt(ours), fmt(paper), *([fmt(seed000)] if seed else [])]
+        cells += [str(training.get("step", "-")), str(training.get("seconds", "-"))]
+        return "| " + " | ".join(cells) + " |"
+
     for r in report["rows"]:
         ours = [_metric(r["scores"], k) for k in names]
-        lines.append(f"| {r['row']} | {fmt(ours)} | {fmt(r['paper'])} |")
+        lines.append(line(r["row"], ours, r["paper"], r.get("seed000"), r.get("training", {})))
     gt = next((r["scores"].get("fcn_ground_truth") for r in report["rows"] if "fcn_ground_truth" in r["scores"]), None)
     if gt is not None:
-        lines.append(
-            f"| Ground truth (segmenter on real photos) | {fmt([gt[k] for k in names])} "
-            f"| {fmt(report['ground_truth_paper'])} |"
-        )
+        truth = [gt[k] for k in names]
+        name = "Ground truth (segmenter on real photos)"
+        lines.append(line(name, truth, report["ground_truth_paper"], report.get("ground_truth_seed000"), {}))
     for r in report.get("controls", []):
-        lines.append(f"| {r['row']} | {fmt([_metric(r['scores'], k) for k in names])} | - |")
+        ours = [_metric(r["scores"], k) for k in names]
+        lines.append(line(r["row"], ours, None, None, r.get("training", {})))
     lines += [""]
     if report.get("controls") and gt is not None:
         iou = [_metric(r["scores"], "class_iou") for r in report["controls"]]
