@@ -375,3 +375,60 @@ def test_standard_files_load_strictly_and_score():
     assert same["lpips_mean"] == 0.0 and abs(same["fid"]) < 1e-2
     other = perceptual_scores(real, fake, which=("lpips",))
     assert 0 < other["lpips_mean"] < 2
+
+
+# --- against the standard packages, where they are installed ---------------------------------------
+# pytorch-fid and lpips both import torchvision, which has no CPU build for this project's torch:
+# these run where all three are installed (a GPU machine), and skip elsewhere.
+
+
+def _standard_packages() -> None:
+    for name in ("torchvision", "pytorch_fid", "lpips"):
+        try:
+            __import__(name)
+        except Exception as err:  # torchvision built for another torch raises RuntimeError on import
+            pytest.skip(f"{name} cannot be imported here ({type(err).__name__}): the cross-check needs it")
+
+
+def test_fid_inception_matches_pytorch_fid_feature_for_feature(monkeypatch):
+    """pytorch-fid's own InceptionV3 (its FID blocks on torchvision's Inception), given our random
+    weights through its loader instead of the download, against ours: the same 2048 pool3 features."""
+    _standard_packages()
+    import pytorch_fid.inception as pf
+
+    torch.manual_seed(0)
+    ours = FIDInceptionV3()
+    for m in ours.modules():
+        if isinstance(m, nn.Conv2d):  # He init keeps activations O(1) through the 47 conv layers
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    ours.eval()
+    monkeypatch.setattr(pf, "load_state_dict_from_url", lambda *args, **kwargs: ours.state_dict())
+    theirs = pf.InceptionV3([pf.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    x = torch.rand(3, 3, 64, 80)
+    with torch.no_grad():
+        mine, standard = ours(x), theirs(x)[0].flatten(1)
+    # the same PyTorch kernels in the same order: float32 equality up to a few ulps of the scale
+    scale = standard.abs().max().item()
+    torch.testing.assert_close(mine, standard, rtol=0, atol=1e-5 * scale)
+
+
+def test_lpips_matches_the_lpips_package(tmp_path):
+    """lpips.LPIPS (AlexNet trunk, v0.1 heads from its own wheel) against ours with the same trunk
+    weights (random: lpips builds torchvision's AlexNet untrained with pnet_rand) and the same heads."""
+    _standard_packages()
+    import lpips
+
+    torch.manual_seed(0)
+    theirs = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False).eval()
+    ours = LPIPS().eval()
+    trunk = {}
+    for k, v in theirs.net.state_dict().items():  # sliceK.<torchvision index>.weight -> features.<index>.weight
+        _, index, kind = k.split(".")
+        trunk[f"features.{index}.{kind}"] = v
+    missing, unexpected = ours.alexnet.load_state_dict(trunk, strict=False)
+    assert not unexpected and all(k.startswith("classifier.") for k in missing)  # the whole trunk, no more
+    ours.heads.load_state_dict(torch.load(packaged_copy(LPIPS_ALEX_LINEAR), map_location="cpu", weights_only=True))
+    x, y = torch.rand(2, 4, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        mine, standard = ours(x, y), theirs(x, y).flatten()
+    torch.testing.assert_close(mine, standard, rtol=1e-5, atol=1e-7)
