@@ -136,3 +136,12 @@ def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_pat
 
     out = np.asarray(Image.open(Path(blank["run"]) / "eval-label2photo" / "images" / "0000_output.png"))
     assert (out == 128).all()
+    # figure7 shares the L1, cGAN and L1+cGAN runs: it takes their colour scores as table1 left them,
+    # and leaves their FCN scores in place (no second scoring, nothing overwritten)
+    kept = {r["row"]: (Path(r["run"]) / "eval-label2photo.json").read_bytes() for r in report["rows"]}
+    colours = reproduce("figure7", city, tmp_path, protocol="reduced", device="cpu", extra=tiny, progress=False)
+    figure7 = json.loads(colours.with_suffix(".json").read_text())
+    for r in figure7["rows"][:3]:
+        assert (Path(r["run"]) / "eval-label2photo.json").read_bytes() == kept[r["row"]]
+        table1_row = next(t for t in report["rows"] if t["row"] == r["row"])
+        assert r["scores"]["color"] == table1_row["scores"]["color"]

@@ -377,6 +377,8 @@ class _Scoring:
             kept = json.loads(path.read_text())
             if kept.get("segmenter") == (str(self.segmenter) if self.segmenter else None):
                 return kept  # scored before with the same segmenter (another one: score again)
+            if self.segmenter is None and "color" in kept:
+                return kept  # colour-only sets (figure7) take the colour scores of an FCN scoring as they are
         self.log(f"scoring {model}")
         scores = evaluate_model(
             model,
@@ -480,7 +482,7 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
         ours = [_metric(r["scores"], k) for k in names]
         lines.append(line(r["row"], ours, r["paper"], r.get("seed000"), r.get("training", {})))
     gt = next((r["scores"].get("fcn_ground_truth") for r in report["rows"] if "fcn_ground_truth" in r["scores"]), None)
-    if gt is not None:
+    if gt is not None and all(k in gt for k in names):  # not for colour sets scored from an FCN scoring
         truth = [gt[k] for k in names]
         name = "Ground truth (segmenter on real photos)"
         lines.append(line(name, truth, report["ground_truth_paper"], report.get("ground_truth_seed000"), {}))
@@ -488,7 +490,7 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
         ours = [_metric(r["scores"], k) for k in names]
         lines.append(line(r["row"], ours, None, None, r.get("training", {})))
     lines += [""]
-    if report.get("controls") and gt is not None:
+    if report.get("controls") and gt is not None and "class_iou" in gt:
         iou = [_metric(r["scores"], "class_iou") for r in report["controls"]]
         margin = gt["class_iou"] - max(v for v in iou if v is not None)
         verdict = "separates" if margin >= 0.10 else "does NOT separate"
