@@ -365,7 +365,7 @@ class FIDInceptionE(nn.Module):
 class FIDInceptionV3(nn.Module):
     """pytorch-fid's InceptionV3 up to pool3: (N, 3, H, W) in [0, 1] -> (N, 2048).
 
-    Built untrained: only `perceptual_scores` loads it, with the verified standard weights.
+    Built untrained: only `PerceptualScorer` loads it, with the verified standard weights.
 
     Example:
         >>> FIDInceptionV3()(torch.rand(2, 3, 64, 64)).shape
@@ -487,7 +487,7 @@ def _unit_normalise(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 class LPIPS(nn.Module):
     """LPIPS v0.1 with the AlexNet trunk: (N, 3, H, W) x2 in [-1, 1] -> (N,) distances.
 
-    Built untrained: only `perceptual_scores` loads it, with the verified standard weights.
+    Built untrained: only `PerceptualScorer` loads it, with the verified standard weights.
 
     Example:
         >>> x = torch.rand(2, 3, 64, 64) * 2 - 1
@@ -587,6 +587,72 @@ def _lpips_distances(net: LPIPS, real, fake, batch_size: int, device) -> np.ndar
     return np.concatenate(out)  # (N,)
 
 
+def _metrics(which: Sequence[str] | str) -> tuple[str, ...]:
+    """`which` as a tuple without repeats, checked against METRICS."""
+    which = tuple(dict.fromkeys((which,) if isinstance(which, str) else which))
+    unknown = [m for m in which if m not in METRIC_WEIGHTS]
+    if unknown or not which:
+        raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
+    return which
+
+
+class PerceptualScorer:
+    """The networks of `which` (fid, kid, lpips), their files checked and loaded once, to score
+    many (real, fake) lists: `pix2pix evaluate` scores once, validation during training at every
+    validation. Every file for every requested metric is checked before anything is loaded, and
+    all that are missing are reported at once (WeightsMissingError).
+
+    `registry` exists for the round-trip tests, which register files they made; everything else
+    uses WEIGHT_FILES.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        which: Sequence[str] = METRICS,
+        device: str | torch.device = "cpu",
+        batch_size: int = 16,
+        registry: Mapping[str, WeightFile] | None = None,
+    ) -> None:
+        which = _metrics(which)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        registry = WEIGHT_FILES if registry is None else registry
+        names = list(dict.fromkeys(name for metric in which for name in METRIC_WEIGHTS[metric]))
+        found: dict[str, tuple[Path, str]] = {}
+        problems = []
+        for name in names:
+            try:
+                found[name] = _verify(registry[name], weights)
+            except WeightsMissingError as err:
+                problems.append(str(err))
+        if problems:
+            raise WeightsMissingError("\n\n".join(problems))
+        self.which, self.device, self.batch_size = which, device, batch_size
+        self.files = [{"name": name, "sha256": found[name][1], "path": str(found[name][0])} for name in names]
+        wants_inception = "fid" in which or "kid" in which
+        self.inception = _load_fid_inception(found[FID_INCEPTION][0]).to(device) if wants_inception else None
+        wants_lpips = "lpips" in which
+        self.lpips = _load_lpips(found[ALEXNET][0], found[LPIPS_ALEX_LINEAR][0]).to(device) if wants_lpips else None
+
+    def __call__(self, real: Sequence[np.ndarray], fake: Sequence[np.ndarray]) -> dict[str, object]:
+        _check_images(real, fake, self.which)
+        scores: dict[str, object] = {"num_images": len(real)}
+        if self.inception is not None:
+            real_features = _inception_features(self.inception, real, self.batch_size, self.device)
+            fake_features = _inception_features(self.inception, fake, self.batch_size, self.device)
+            if "fid" in self.which:
+                scores["fid"] = fid_from_features(real_features, fake_features)
+            if "kid" in self.which:
+                scores["kid_mean"], scores["kid_std"] = kernel_distance(real_features, fake_features)
+        if self.lpips is not None:
+            distances = _lpips_distances(self.lpips, real, fake, self.batch_size, self.device)
+            scores["lpips_mean"] = float(distances.mean())
+            scores["lpips_std"] = float(distances.std())
+        scores["weights"] = self.files
+        return scores
+
+
 def _perceptual_scores(
     real: Sequence[np.ndarray],
     fake: Sequence[np.ndarray],
@@ -596,46 +662,9 @@ def _perceptual_scores(
     batch_size: int,
     registry: Mapping[str, WeightFile],
 ) -> dict[str, object]:
-    # `registry` exists for the round-trip tests, which register files they made; the public
-    # `perceptual_scores` always uses WEIGHT_FILES.
-    which = tuple(dict.fromkeys((which,) if isinstance(which, str) else which))
-    unknown = [m for m in which if m not in METRIC_WEIGHTS]
-    if unknown or not which:
-        raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    _check_images(real, fake, which)
-
-    # Every file for every requested metric is checked before anything is computed, and all
-    # that are missing are reported at once.
-    names = list(dict.fromkeys(name for metric in which for name in METRIC_WEIGHTS[metric]))
-    found: dict[str, tuple[Path, str]] = {}
-    problems = []
-    for name in names:
-        try:
-            found[name] = _verify(registry[name], weights)
-        except WeightsMissingError as err:
-            problems.append(str(err))
-    if problems:
-        raise WeightsMissingError("\n\n".join(problems))
-
-    scores: dict[str, object] = {"num_images": len(real)}
-    if "fid" in which or "kid" in which:
-        net = _load_fid_inception(found[FID_INCEPTION][0]).to(device)
-        real_features = _inception_features(net, real, batch_size, device)
-        fake_features = _inception_features(net, fake, batch_size, device)
-        del net
-        if "fid" in which:
-            scores["fid"] = fid_from_features(real_features, fake_features)
-        if "kid" in which:
-            scores["kid_mean"], scores["kid_std"] = kernel_distance(real_features, fake_features)
-    if "lpips" in which:
-        net = _load_lpips(found[ALEXNET][0], found[LPIPS_ALEX_LINEAR][0]).to(device)
-        distances = _lpips_distances(net, real, fake, batch_size, device)
-        scores["lpips_mean"] = float(distances.mean())
-        scores["lpips_std"] = float(distances.std())
-    scores["weights"] = [{"name": name, "sha256": found[name][1], "path": str(found[name][0])} for name in names]
-    return scores
+    which = _metrics(which)
+    _check_images(real, fake, which)  # bad inputs are refused before the weights are looked for
+    return PerceptualScorer(weights, which, device, batch_size, registry)(real, fake)
 
 
 def perceptual_scores(

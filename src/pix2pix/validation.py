@@ -75,6 +75,7 @@ class Validator:
     palette: Palette | None = None
     segmenter: nn.Module | None = None
     perceptual: tuple[str, ...] = ()  # of fid, kid, lpips
+    scorer: Any = None  # features.PerceptualScorer: its networks loaded once for the whole run
 
     @classmethod
     def make(cls, cfg: TrainConfig, val_set: Any, device: torch.device) -> Validator | None:
@@ -108,19 +109,15 @@ class Validator:
             raise ValueError(
                 f"val_perceptual (--val-perceptual): needs 1- or 3-channel outputs; this run's have {targets.shape[1]}"
             )
+        scorer = None
         if cfg.run.perceptual:
-            from .features import METRIC_WEIGHTS, WeightsMissingError, find_weights
+            from .features import PerceptualScorer, WeightsMissingError
 
-            needed = dict.fromkeys(name for m in cfg.run.perceptual for name in METRIC_WEIGHTS[m])
-            problems = []
-            for name in needed:
-                try:
-                    find_weights(name)
-                except WeightsMissingError as err:
-                    problems.append(str(err))
-            if problems:  # before training starts, every missing file at once
-                raise WeightsMissingError(f"--val-perceptual {cfg.run.val_perceptual}:\n" + "\n\n".join(problems))
-        return cls(inputs, targets, task, cfg.optim.seed, palette, segmenter, cfg.run.perceptual)
+            try:  # before training starts: every missing file at once
+                scorer = PerceptualScorer(which=cfg.run.perceptual, device=device)
+            except WeightsMissingError as err:
+                raise WeightsMissingError(f"--val-perceptual {cfg.run.val_perceptual}:\n{err}") from None
+        return cls(inputs, targets, task, cfg.optim.seed, palette, segmenter, cfg.run.perceptual, scorer)
 
     def __call__(self, generator: nn.Module) -> dict[str, float]:
         """Every validation metric of `generator`, and the seconds the validation took."""
@@ -162,13 +159,12 @@ class Validator:
     def _perceptual(self, outputs: torch.Tensor) -> dict[str, float]:
         """FID / KID / LPIPS of the 8-bit outputs against the targets (RGB; one channel repeated)."""
         from .data.images import to_array
-        from .features import perceptual_scores
 
         def rgb(t: torch.Tensor) -> np.ndarray:
             a = to_array(t).astype(np.float32) / 255
             return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a[..., :3]
 
-        found = perceptual_scores([rgb(t) for t in self.targets], [rgb(y) for y in outputs], which=self.perceptual)
+        found = self.scorer([rgb(t) for t in self.targets], [rgb(y) for y in outputs])
         names = {"fid": "fid", "kid": "kid_mean", "lpips": "lpips_mean"}
         return {m: float(found[names[m]]) for m in self.perceptual}
 
