@@ -24,13 +24,14 @@ the decoder's follow --norm. There is no dropout: this generator has no noise z,
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .features import sha256_of
 
 # Recognised files, by the SHA-256 prefix that torchvision puts in their names (torch.hub checks
 # downloads against the same prefix).
@@ -190,14 +191,6 @@ class EncoderWeights:
         """What the file is: torchvision's official file, recognised by its hash, or the path."""
         known = KNOWN_ENCODERS.get(self.sha256[:8])
         return known or f"{Path(self.path).name} (not a file this tool knows; sha256 {self.sha256[:16]}...)"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_state_dict(path: Path) -> dict:
