@@ -23,6 +23,15 @@ from typing import Any, ClassVar
 
 OBJECTIVE_TERMS = ("l1", "l2", "gan", "cgan")
 GENERATORS = ("unet", "resnet", "resnet18-unet")
+# sides must be multiples of this: the U-Net's is 2**depth, the others' are fixed by their strides
+FIXED_SIZE_MULTIPLES = {"resnet": 4, "resnet18-unet": 32}
+
+
+def size_multiple(architecture: str, unet_depth: int) -> int:
+    """What input sides must be multiples of, for a generator of `architecture`."""
+    return FIXED_SIZE_MULTIPLES.get(architecture, 2**unet_depth)
+
+
 NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
 PREPROCESS = ("resize_and_crop", "crop", "resize", "scale_width_and_crop", "scale_width", "none")

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import FIXED_SIZE_MULTIPLES
 from .resnet_unet import ResNetUNetGenerator
 
 if TYPE_CHECKING:
@@ -311,7 +312,7 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(c, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
-    size_multiple = 4
+    size_multiple = FIXED_SIZE_MULTIPLES["resnet"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import FIXED_SIZE_MULTIPLES
 from .features import sha256_of
 
 # Recognised files, by the SHA-256 prefix that torchvision puts in their names (torch.hub checks
@@ -142,7 +143,7 @@ class ResNetUNetGenerator(nn.Module):
         torch.Size([1, 2, 64, 64])
     """
 
-    size_multiple = 32
+    size_multiple = FIXED_SIZE_MULTIPLES["resnet18-unet"]
 
     def __init__(
         self, in_channels: int = 1, out_channels: int = 2, base_channels: int = 64, norm: str = "batch"

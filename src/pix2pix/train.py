@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import distributed
 from .checkpoint import STATE_FILE, load_state
-from .config import Objective, OptimConfig, SpeedConfig, TrainConfig, resumable_keys
+from .config import Objective, OptimConfig, SpeedConfig, TrainConfig, resumable_keys, size_multiple
 from .data.aligned import Augment, DatasetError, EpochSampler, split_folder
 from .data.datasets import dataset_options, make_dataset
 from .losses import discriminator_loss, generator_loss
@@ -407,8 +407,7 @@ def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[
     options, val_options = dataset_options(data), dataset_options(data)
     if data.mode in ("aligned", "folders"):
         # whole images (none, scale_width): sides must suit the generator, a batch needs equal sizes
-        sides = {"unet": 2**cfg.depth, "resnet": 4, "resnet18-unet": 32}[cfg.generator.architecture]
-        multiple = 1 if data.crops else sides
+        multiple = 1 if data.crops else size_multiple(cfg.generator.architecture, cfg.depth)
         skip_log = run_dir / "skipped.txt" if data.skip_bad and main else None
         if skip_log is not None:
             run_dir.mkdir(parents=True, exist_ok=True)

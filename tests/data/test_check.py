@@ -175,3 +175,15 @@ def test_edges2shoes_passes_the_full_check() -> None:
     report = check_dataset(shared_dataset("edges2shoes"))
     assert not report.errors
     assert [len(s.usable) for s in report.splits] == [100, 20]
+
+
+def test_whole_image_sides_follow_the_generators_stride(tmp_path: Path) -> None:
+    """--preprocess none keeps whole images: the resnet18-unet needs sides that are multiples of 32
+    (its five stride-2 stages), the 256 px U-Net multiples of 256."""
+    for i in range(2):
+        _pair(tmp_path / "data" / "train" / f"{i}.png", w=128, h=64, seed=i)  # halves 64 x 64
+    check = ["data", "check", str(tmp_path / "data"), "--preprocess", "none", "--quiet"]
+    assert main([*check, "--generator", "resnet18-unet"]) == 0
+    assert main([*check, "--generator", "unet"]) == 1  # 64 is not a multiple of 2**8
+    _pair(tmp_path / "data" / "train" / "2.png", w=96, h=48, seed=2)  # halves 48 x 48
+    assert main([*check, "--generator", "resnet18-unet"]) == 1

@@ -15,7 +15,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..config import GENERATORS, PREPROCESS, TrainConfig
+from ..config import GENERATORS, PREPROCESS, TrainConfig, size_multiple
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -25,13 +25,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     crop = args.crop_size or defaults.crop_size
     multiple = 1
     if args.preprocess in ("none", "scale_width"):
-        if args.generator == "resnet":
-            multiple = 4
-        else:
-            depth = args.unet_depth or (int(math.log2(crop)) if crop & (crop - 1) == 0 else 0)
-            if not depth:
-                raise ValueError(f"crop_size {crop} is not a power of two: give --unet-depth")
-            multiple = 2**depth
+        depth = args.unet_depth or (int(math.log2(crop)) if crop & (crop - 1) == 0 else 0)
+        if args.generator == "unet" and not depth:
+            raise ValueError(f"crop_size {crop} is not a power of two: give --unet-depth")
+        multiple = size_multiple(args.generator, depth)
     a_b = (args.in_channels, args.out_channels)
     requirements = Requirements(
         preprocess=args.preprocess,
