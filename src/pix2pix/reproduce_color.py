@@ -168,29 +168,6 @@ def _run_name(kind: str, cfg: TrainConfig) -> str:
 # --- the scores --------------------------------------------------------------------------------
 
 
-class _Scores:
-    """Running sums over the val photos for one model (or the grey control)."""
-
-    def __init__(self) -> None:
-        self.count, self.psnr, self.ssim, self.colourfulness = 0, 0.0, 0.0, []
-        self.hist: dict[str, np.ndarray] = {}
-        self.kept: list[np.ndarray] = []
-
-    def add(self, output: np.ndarray, real: np.ndarray, keep: bool) -> None:
-        self.count += 1
-        self.psnr += min(metrics.psnr(output, real), 100.0)
-        self.ssim += metrics.ssim(output, real)
-        self.colourfulness.append(metrics.colourfulness(output))
-        for ch, counts in {**metrics.lab_histograms(output), **metrics.rgb_histograms(output)}.items():
-            self.hist[ch] = self.hist.get(ch, 0) + counts
-        if keep:
-            self.kept.append(output.astype(np.float32))
-
-
-def _unit(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
-
-
 def score_models(
     models: dict[str, Path | None],
     val: list[Path],
@@ -198,56 +175,52 @@ def score_models(
     weights: str | Path | None,
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, list[Image.Image]]]:
-    """Scores of each model folder (None: the grey control) on the val photos; also the real
-    photos' histograms and colourfulness, and the first 4 outputs of each for a strip."""
+    """Scores of each model folder (None: the grey control) on the val photos, summed as
+    `pix2pix evaluate` sums them (evaluate._Scores), with the colourfulness of each output; also
+    the real photos' histograms and colourfulness, and the first 4 outputs of each for a strip."""
     from .data.color import grey_image
-    from .features import FID_INCEPTION, WeightsMissingError, find_weights
-    from .predict import Pix2Pix
+    from .evaluate import _Scores, _Setup, _to_unit
+    from .features import PerceptualScorer, WeightsMissingError
+    from .predict import Pix2Pix, resolve_device
 
-    try:
-        find_weights(FID_INCEPTION, weights)
-        perceptual: str | None = None
-    except WeightsMissingError as err:
-        perceptual = f"FID/KID not computed: {err}"
+    try:  # FID/KID only with the standard weights, loaded once for every model
+        scorer: PerceptualScorer | None = PerceptualScorer(weights, ("fid", "kid"), device)
+    except WeightsMissingError:
+        scorer = None
+    setup = _Setup(None, "image", 0, None, None, resolve_device(device))
     photos = [Image.open(p).convert("RGB") for p in val]
-    reals = [_unit(p) for p in photos]
-    real = _Scores()
-    for r in reals:
-        real.add(r, r, perceptual is None)
-    results, strips = {}, {}
+    results, strips, real_hist = {}, {}, {}
     for name, folder in models.items():
         log(f"[colorization] scoring {name}")
         model = Pix2Pix.load(folder, device) if folder is not None else None
-        scores, shown, started = _Scores(), [], time.perf_counter()
-        for i, (photo, r) in enumerate(zip(photos, reals)):
+        scores, colourfulness, shown = _Scores(setup, scorer is not None), [], []
+        started = time.perf_counter()
+        for i, photo in enumerate(photos):
             out = model.translate(photo, mode="paper", seed=i) if model else grey_image(photo).convert("RGB")
-            scores.add(_unit(out), r, perceptual is None)
+            scores.add(photo, out, photo)
+            colourfulness.append(metrics.colourfulness(_to_unit(out)))
             if i < 4:
                 shown.append(out)
-        results[name] = _summary(scores, real, perceptual, weights, device) | {
-            "seconds": round(time.perf_counter() - started, 1)
+        found = scores.result("zero")
+        hist = {**scores.lab["out"], **scores.rgb["out"]}
+        real_hist = {**scores.lab["real"], **scores.rgb["real"]}
+        results[name] = {
+            "images": scores.count,
+            "psnr": found["image"]["psnr"],
+            "ssim": found["image"]["ssim"],
+            "colourfulness": float(np.mean(colourfulness)),
+            **found["color"],
+            "hist": {k: v.tolist() for k, v in hist.items()},
+            "seconds": round(time.perf_counter() - started, 1),
         }
+        if scorer is not None:
+            fk = scorer(scores.kept_real, scores.kept_fake)
+            results[name].update(fid=fk["fid"], kid=fk["kid_mean"])
         strips[name] = shown
     strips["real photo"] = photos[:4]
-    truth = {"colourfulness": float(np.mean(real.colourfulness)), "hist": {k: v.tolist() for k, v in real.hist.items()}}
+    real_colour = float(np.mean([metrics.colourfulness(_to_unit(p)) for p in photos]))
+    truth = {"colourfulness": real_colour, "hist": {k: v.tolist() for k, v in real_hist.items()}}
     return results, truth, strips
-
-
-def _summary(scores: _Scores, real: _Scores, perceptual: str | None, weights, device: str) -> dict[str, Any]:
-    from .features import perceptual_scores
-
-    result: dict[str, Any] = {
-        "images": scores.count,
-        "psnr": scores.psnr / scores.count,
-        "ssim": scores.ssim / scores.count,
-        "colourfulness": float(np.mean(scores.colourfulness)),
-        **{f"hist_{ch}": metrics.histogram_intersection(scores.hist[ch], real.hist[ch]) for ch in "LabRGB"},
-        "hist": {k: v.tolist() for k, v in scores.hist.items()},
-    }
-    if perceptual is None:
-        fk = perceptual_scores(real.kept, scores.kept, weights, ("fid", "kid"), device)
-        result.update(fid=fk["fid"], kid=fk["kid_mean"])
-    return result
 
 
 # --- the set -----------------------------------------------------------------------------------
