@@ -61,6 +61,8 @@ class Monitor:
         self.best_value, self.best_step = self._read_best()
 
     def log(self, record: dict[str, Any]) -> None:
+        if self.board is None and self.wandb is None:
+            return
         scalars = {_tag(k): v for k, v in record.items() if k not in NOT_SCALARS and isinstance(v, int | float)}
         if self.board is not None:
             for tag, value in scalars.items():

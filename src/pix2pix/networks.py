@@ -420,20 +420,15 @@ GENERATOR_CLASSES: dict[str, type[nn.Module]] = {
 def generator_settings(cfg: TrainConfig) -> tuple[str, dict]:
     """(architecture, the generator class's arguments) of a run: what a model folder records."""
     g, data = cfg.generator, cfg.data
-    if g.architecture == "resnet18-unet":  # ResNet-18's depth, no dropout (no noise z, as seed 003)
-        return g.architecture, {
-            "in_channels": data.in_channels,
-            "out_channels": data.out_channels,
-            "base_channels": g.channels,
-            "norm": g.norm,
-        }
     settings: dict = {
         "in_channels": data.in_channels,
         "out_channels": data.out_channels,
         "base_channels": g.channels,
         "norm": g.norm,
-        "dropout": g.dropout,
     }
+    if g.architecture == "resnet18-unet":  # ResNet-18's depth, no dropout (no noise z, as seed 003)
+        return g.architecture, settings
+    settings["dropout"] = g.dropout
     if g.architecture == "unet":
         settings.update(depth=cfg.depth, skips=g.skips, innermost_norm=g.innermost_norm)
         settings.update(dropout_levels(cfg.depth, g.dropout_placement))

@@ -110,7 +110,7 @@ def _summary(
         last = train[-1]
         rate = [r["images_per_s"] for r in train[1:]] or [train[0]["images_per_s"]]
         items.append(
-            f"{last['step']:,} steps, epoch {last.get('epoch', 0) + 1}, in {_training_seconds(train) / 60:.1f} min "
+            f"{last['step']:,} steps, epoch {last.get('epoch', 0) + 1}, in {training_seconds(train) / 60:.1f} min "
             f"of training; median {sorted(rate)[len(rate) // 2]:.2f} images/s"
         )
     if validations:
@@ -128,7 +128,7 @@ def _summary(
     return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
 
-def _training_seconds(train: list[dict]) -> float:
+def training_seconds(train: list[dict]) -> float:
     """Seconds of training over every process of the run: a log record's `time` counts from its
     process's start, so it falls back to 0 where a resumed process begins."""
     total, last = 0.0, 0.0

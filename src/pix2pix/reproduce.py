@@ -395,11 +395,11 @@ class _Scoring:
         return scores
 
     def row(self, row: Row, run_dir: Path) -> dict[str, Any]:
-        from .report import _training_seconds, read_log
+        from .report import read_log, training_seconds
 
         scores = self.scores(run_dir / "model", run_dir)
         trained = json.loads((run_dir / "done.json").read_text())
-        trained["seconds"] = round(_training_seconds([r for r in read_log(run_dir) if "time" in r]), 1)
+        trained["seconds"] = round(training_seconds([r for r in read_log(run_dir) if "time" in r]), 1)
         return {
             "row": row.name,
             "run": str(run_dir),

@@ -300,10 +300,12 @@ def _rows(plain: TrainConfig, enhanced: TrainConfig, runs: dict[str, Path], per_
     snap = runs["enhanced"] / "snapshots"
 
     def facts(run: Path, step: int | None = None) -> dict[str, Any]:
-        log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-        upto = [r for r in log if "time" in r and (step is None or r["step"] <= step)]
-        seconds = round(upto[-1]["time"], 1) if upto else None  # as logged at or before `step`
-        return {"steps": step if step is not None else (upto[-1]["step"] if upto else None), "train_seconds": seconds}
+        """Steps and training seconds (summed over resumed processes) up to `step`, as logged."""
+        from .report import read_log, training_seconds
+
+        upto = [r for r in read_log(run) if "time" in r and (step is None or r["step"] <= step)]
+        steps = step if step is not None else (upto[-1]["step"] if upto else None)
+        return {"steps": steps, "train_seconds": round(training_seconds(upto), 1) if upto else None}
 
     epochs = plain.optim.epochs + plain.optim.epochs_decay
     rows = [
