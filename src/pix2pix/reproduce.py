@@ -216,8 +216,6 @@ def row_config(
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     values: dict[str, Any] = {**load_preset(exp.preset), **exp.overrides, **row.overrides}
-    values.pop("description", None)
-    values.pop("paper", None)
     if protocol == "reduced":
         values.update(REDUCED)
     values.update(data=str(data), device=device, num_samples=4, sample_every=1000, checkpoint_every=500)

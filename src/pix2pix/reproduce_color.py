@@ -134,8 +134,8 @@ def color_configs(
     """(plain config, enhanced config, the enhanced run's steps per epoch)."""
     p = COLOR_PROTOCOLS[protocol]
     common = {"data": str(photos), "device": device, "crop_size": p.size, "load_size": p.size, "num_samples": 4}
-    plain = {**_preset("colorization"), **p.plain, **common, "sample_every": 500, "checkpoint_every": 500}
-    enhanced = {**_preset("colorization_enhanced"), **p.enhanced, **common, "checkpoint_every": 500}
+    plain = {**load_preset("colorization"), **p.plain, **common, "sample_every": 500, "checkpoint_every": 500}
+    enhanced = {**load_preset("colorization_enhanced"), **p.enhanced, **common, "checkpoint_every": 500}
     if encoder:
         enhanced["encoder_weights"] = str(Path(encoder).resolve())
     train_count = len(list((photos / "train").glob("*.png")))
@@ -150,13 +150,6 @@ def color_configs(
         TrainConfig.from_dict(enhanced, "reproduce colorization / enhanced"),
         steps_per_epoch,
     )
-
-
-def _preset(name: str) -> dict[str, Any]:
-    values = load_preset(name)
-    values.pop("description", None)
-    values.pop("paper", None)
-    return values
 
 
 def _run_name(kind: str, cfg: TrainConfig) -> str:
