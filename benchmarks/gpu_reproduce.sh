@@ -8,8 +8,6 @@
 # Then one device-tool call per step, each with carry ["device_data"]:
 #   bash benchmarks/gpu_reproduce.sh segmenter # the FCN-score segmenter of the reduced recipe (15,000 steps at 128 px)
 #   bash benchmarks/gpu_reproduce.sh sets      # every reduced set, in order, until the call's time is spent (resumes)
-#   bash benchmarks/gpu_reproduce.sh crosscheck  # issue 16: FID Inception and LPIPS against pytorch-fid and lpips,
-#                                                # where the device's image has torchvision (both packages import it)
 # Results land in $OUT: copy the reports into reports/ with "GPU, DEVICE, DATE" beside them.
 #
 # What differs from the CPU runs: each half of every pair is resized 256 -> 143 px here (bicubic,
@@ -47,13 +45,7 @@ for split in ("train", "val"):
         small.save(out / split / path.name, quality=95)
 (out / "labels.json").write_bytes((src / "labels.json").read_bytes())
 EOF
-    pip download -q --no-deps pytorch-fid==0.3.0 lpips==0.1.4 -d device_data/wheels
     du -sh device_data
-    ;;
-crosscheck)
-    install
-    pip install --no-deps -q device_data/wheels/*.whl
-    python -m pytest -q -rs tests/test_features.py -k "matches" | tee "$OUT/crosscheck.txt"
     ;;
 segmenter)
     install
@@ -74,7 +66,7 @@ sets)
     done
     ;;
 *)
-    echo "usage: $0 prepare | segmenter | sets | crosscheck" >&2
+    echo "usage: $0 prepare | segmenter | sets" >&2
     exit 2
     ;;
 esac
