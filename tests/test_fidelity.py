@@ -114,6 +114,21 @@ def test_reproduce_can_train_without_scoring(city: Path, tmp_path: Path, capsys)
     assert main([*args, *tiny]) == 0 and (tmp_path / "table6-reduced.md").is_file()
 
 
+def test_every_fcn_set_shares_one_barely_trained_control(tmp_path: Path) -> None:
+    """Table 2 trains at batch 10, but its control is the same batch-1 run as Table 1's: the set's
+    own overrides would make "L1 after 300 steps" a half-trained model there (300 x 10 images)."""
+    from pix2pix.reproduce import control_configs, row_config, run_name
+
+    def control(name: str):
+        [(row, cfg)] = control_configs(SETS[name], tmp_path, "reduced")
+        return cfg
+
+    table2 = row_config(SETS["table2"], SETS["table2"].rows[0], tmp_path, "reduced")
+    assert table2.optim.batch_size == 10 and control("table2").optim.batch_size == 1
+    assert control("table2").run.max_steps == 300
+    assert run_name(control("table2")) == run_name(control("table1")) == run_name(control("table3"))
+
+
 def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_path: Path) -> None:  # noqa: F811
     tiny = {"crop_size": 32, "load_size": 36, "g_channels": 4, "d_channels": 4, "workers": 0, "num_samples": 0}
     path = reproduce(
