@@ -160,3 +160,33 @@ def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_pat
         assert (Path(r["run"]) / "eval-label2photo.json").read_bytes() == kept[r["row"]]
         table1_row = next(t for t in report["rows"] if t["row"] == r["row"])
         assert r["scores"]["color"] == table1_row["scores"]["color"]
+
+
+def test_the_seeds_set_reuses_table1s_runs_and_reports_the_spread() -> None:
+    from pix2pix.reproduce import row_config, run_name, seed_spread
+
+    def name(set_name: str, row: str) -> str:
+        exp = SETS[set_name]
+        return run_name(row_config(exp, next(r for r in exp.rows if r.name == row), "data", "reduced"))
+
+    # seed 0 is the default, so those rows are Table 1's runs; other seeds are new runs
+    assert name("seeds", "L1+cGAN (seed 0)") == name("table1", "L1+cGAN")
+    assert name("seeds", "L1 (seed 0)") == name("table1", "L1")
+    assert len({name("seeds", r.name) for r in SETS["seeds"].rows}) == 6
+
+    def row(row_name: str, iou: float | None) -> dict:
+        scores = {"fcn": {"pixel_acc": 0.5, "class_iou": iou}} if iou is not None else {}
+        return {"row": row_name, "run": "r", "paper": None, "training": {}, "scores": scores}
+
+    report = {
+        "metric_names": ["pixel_acc", "class_iou"],
+        "rows": [row("L1 (seed 0)", 0.25), row("L1 (seed 1)", 0.28), row("L1 (seed 2)", 0.22), row("GAN", 0.1)]
+        + [row("cGAN (seed 0)", 0.2), row("cGAN (seed 1)", None)],  # one scored seed: no spread
+    }
+    [l1] = seed_spread(report)
+    assert l1["row"] == "L1" and l1["seeds"] == 3
+    assert l1["mean"] == pytest.approx([0.5, 0.25]) and l1["range"] == pytest.approx([0.0, 0.06])
+    report["spread"] = [l1]
+    report.update(title="t", protocol="reduced", machine="m", date="d", version="v", command="c", reduced={}, extra={})
+    text = format_report({**report, "ground_truth_paper": None}, SETS["seeds"])
+    assert "| L1 | 3 | 0.500 / 0.250 | 0.000 / 0.060 |" in text

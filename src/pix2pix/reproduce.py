@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -198,6 +199,22 @@ SETS: dict[str, ExperimentSet] = {
             tuple(Row(f"batch {b}", {"batch_size": b}) for b in (1, 4, 10, 32)),
             ground_truth_paper=FCN_GT,
         ),
+        ExperimentSet(
+            "seeds",
+            "Seed-to-seed spread: Table 1's L1 and L1+cGAN rows trained from three seeds, Cityscapes "
+            "labels -> photo, FCN-scores (how large a gap between two rows must be to mean anything)",
+            L2P,
+            "label2photo",
+            tuple(
+                Row(f"{name} (seed {seed})", {"objective": objective, "seed": seed}, paper)
+                for name, objective, paper in (
+                    ("L1", "l1", (0.42, 0.15, 0.11)),
+                    ("L1+cGAN", "l1+cgan", (0.66, 0.23, 0.17)),
+                )
+                for seed in (0, 1, 2)
+            ),
+            ground_truth_paper=FCN_GT,
+        ),
     )
 }
 
@@ -341,6 +358,7 @@ def reproduce(
         "ground_truth_paper": exp.ground_truth_paper,
         "ground_truth_seed000": exp.ground_truth_seed000,
     }
+    report["spread"] = seed_spread(report)
     (out / f"{name}-{protocol}.json").write_text(json.dumps(report, indent=2) + "\n")
     path = out / f"{name}-{protocol}.md"
     path.write_text(format_report(report, exp))
@@ -444,6 +462,44 @@ def _fmt_or_dash(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"  # None: the class is absent from the ground truth
 
 
+def seed_spread(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows named "NAME (seed N)" grouped by NAME: each metric's mean and its range (max - min)
+    over the seeds, for the groups with at least two scored seeds."""
+    groups: dict[str, list[list[float | None]]] = {}
+    for r in report["rows"]:
+        if m := re.fullmatch(r"(.*) \(seed \d+\)", r["row"]):
+            groups.setdefault(m[1], []).append([_metric(r["scores"], k) for k in report["metric_names"]])
+    spread = []
+    for name, runs in groups.items():
+        columns = [[v for v in column if v is not None] for column in zip(*runs, strict=True)]
+        if min(len(c) for c in columns) >= 2:
+            spread.append(
+                {
+                    "row": name,
+                    "seeds": len(runs),
+                    "mean": [sum(c) / len(c) for c in columns],
+                    "range": [max(c) - min(c) for c in columns],
+                }
+            )
+    return spread
+
+
+def _spread_lines(report: dict[str, Any]) -> list[str]:
+    if not report.get("spread"):
+        return []
+    head = " / ".join(report["metric_names"])
+    lines = [
+        "Spread over seeds (the same row trained from different seeds):",
+        "",
+        f"| Row | seeds | mean ({head}) | range, max - min ({head}) |",
+        "|---|---|---|---|",
+    ]
+    for g in report["spread"]:
+        mean, spread = (" / ".join(f"{v:.3f}" for v in g[k]) for k in ("mean", "range"))
+        lines.append(f"| {g['row']} | {g['seeds']} | {mean} | {spread} |")
+    return [*lines, ""]
+
+
 def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
     names = report["metric_names"]
     head = " / ".join(names)
@@ -507,6 +563,7 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
             f"{gt['class_iou']:.2f}, {margin:+.2f} against the best control (the aim is at least +0.10).",
             "",
         ]
+    lines += _spread_lines(report)
     if exp.task == "photo2label":
         lines += [
             "Scores: each output pixel is mapped to the nearest Cityscapes label colour; per-pixel "
