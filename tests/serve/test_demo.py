@@ -380,7 +380,8 @@ def test_cli_serves_until_interrupted(model_dir: Path) -> None:
         assert conn.getresponse().status == 200
         conn.close()
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        # a clean exit, not a quick one: a 10 s bound failed once beside three busy jobs on 2 cores
+        assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
