@@ -3,11 +3,13 @@ option and the problem, never a traceback, and nothing the user had is lost or o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import struct
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -305,6 +307,44 @@ def test_a_cut_last_log_line_is_dropped_on_resume(data: Path, tmp_path: Path) ->
     assert summary["step"] == 4
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+@contextlib.contextmanager
+def held_by_another_process(run: Path) -> Iterator[subprocess.Popen]:
+    """A second Python process holding `run`'s lock (as a trainer does) until killed."""
+    code = (
+        "import sys, time; from pix2pix.run import exclusive\n"
+        "with exclusive(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_folder_in_training_is_refused_to_a_second_trainer(data: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(data, max_steps=2), run, progress=False)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
+    with held_by_another_process(run) as holder:
+        code, _, err = run_cli(capsys, "train", "--resume", run, "--max-steps", "3", "--no-progress")
+        assert code == 2 and f"{run} is being trained by another process (pid {holder.pid})" in err
+        code, _, err = run_cli(capsys, *TRAIN, "--data", data, "--run-dir", run, "--overwrite", "--max-steps", "1")
+        assert code == 2 and "being trained by another process" in err
+        assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"} == before
+    # the lock dies with its process (here kill -9): no stale lock file blocks the resume
+    summary = train(config_for_resume(run, {"max_steps": 3}), run, resume=True, progress=False)
+    assert summary["step"] == 3
+
+
+def test_a_refused_new_run_leaves_no_folder_behind(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "runs" / "new"
+    code, _, err = run_cli(capsys, *TRAIN, "--data", tmp_path / "missing", "--run-dir", run, "--max-steps", "1")
+    assert code == 2 and "missing" in err
+    assert not run.exists()
 
 
 def test_resume_from_another_working_directory(data: Path, tmp_path: Path, monkeypatch, capsys) -> None:

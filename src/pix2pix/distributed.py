@@ -64,6 +64,13 @@ def setup(device: torch.device) -> tuple[World, torch.device]:
     return World(rank, size, local_rank, owns), device
 
 
+def is_main_process() -> bool:
+    """Rank 0 (or the only process), known before `setup`: from the initialised group or torchrun's RANK."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def teardown(world: World, device: torch.device, wait: bool = True) -> None:
     """Wait until every process is done (so rank 0's last checkpoint is on disk when train()
     returns anywhere), then leave the process group if setup() joined it. After an error

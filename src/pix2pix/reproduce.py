@@ -45,6 +45,7 @@ import torch
 
 from . import __version__
 from .config import TrainConfig, load_preset
+from .run import RunBusyError, exclusive
 
 PROTOCOLS = ("full", "reduced")
 REDUCED = {"crop_size": 128, "load_size": 143, "epochs": 1, "epochs_decay": 1}
@@ -267,11 +268,14 @@ def train_row(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> bool:
     done = run_dir / "done.json"
     if done.is_file():
         return True
-    resume = (run_dir / STATE_FILE).is_file()
-    summary = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
-    if summary["interrupted"]:
-        return False
-    done.write_text(json.dumps({k: summary[k] for k in ("step", "epoch", "losses")}, indent=2) + "\n")
+    with exclusive(run_dir):  # raises RunBusyError while another process trains this row
+        if done.is_file():  # finished by the process that held the lock before
+            return True
+        resume = (run_dir / STATE_FILE).is_file()
+        summary = train(cfg, run_dir, resume=resume, overwrite=not resume, progress=progress)
+        if summary["interrupted"]:
+            return False
+        done.write_text(json.dumps({k: summary[k] for k in ("step", "epoch", "losses")}, indent=2) + "\n")
     return True
 
 
@@ -311,11 +315,21 @@ def reproduce(
     fcn = exp.task == "label2photo" and bool(set(exp.metric_names) & set(SCORES))
     configs = [(row, row_config(exp, row, data, protocol, device, extra)) for row in exp.rows]
     controls = control_configs(exp, data, protocol, device, extra) if fcn else []
+    busy = []  # rows another process is training: it goes on to the next (two processes share a set)
     for i, (row, cfg) in enumerate(configs + controls, 1):
         run_dir = out / "runs" / run_name(cfg)
         log(f"[{name} {i}/{len(configs) + len(controls)}] {row.name}: training in {run_dir}")
-        if not train_row(cfg, run_dir, progress):
-            raise KeyboardInterrupt(f"stopped while training {run_dir}; run the same command again to continue")
+        try:
+            if not train_row(cfg, run_dir, progress):
+                raise KeyboardInterrupt(f"stopped while training {run_dir}; run the same command again to continue")
+        except RunBusyError:
+            log(f"[{name} {i}/{len(configs) + len(controls)}] {row.name}: another process is training it; next row")
+            busy.append(row.name)
+    if busy:
+        raise RunBusyError(
+            f"{name}: {len(busy)} row(s) still being trained by other processes ({', '.join(busy)}); "
+            "run the same command again when they finish"
+        )
     if train_only:
         log(f"[{name}] every row is trained; run the same command without --train-only to score them")
         return None

@@ -59,6 +59,65 @@ class RunDirError(ValueError):
     """A run directory that cannot be used as asked (would overwrite, or nothing to resume)."""
 
 
+class RunBusyError(RunDirError):
+    """Another process is training in the same run directory."""
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path) -> Iterator[None]:
+    """Hold RUN/.lock while this process trains in `path`. The lock is an advisory flock, which the
+    kernel drops when the process ends, even by kill -9, so a stale file never blocks a resume;
+    a second trainer of the same folder is refused instead of both writing its checkpoint.
+    Re-entrant within a process (reproduce holds it across training and marking the row done)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    path = Path(path)
+    key = path.resolve()
+    if key in _HELD:
+        yield
+        return
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(path / LOCK_FILE, fcntl):
+            _HELD.add(key)
+            try:
+                yield
+            finally:
+                _HELD.discard(key)
+    finally:  # a run refused before it wrote anything leaves no folder behind
+        if created and [p.name for p in path.iterdir()] == [LOCK_FILE]:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+_HELD: set[Path] = set()  # run folders whose lock this process holds
+
+
+@contextlib.contextmanager
+def _locked(lock: Path, fcntl: Any) -> Iterator[None]:
+    path = lock.parent
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            raise RunBusyError(
+                f"{path} is being trained by another process{f' (pid {holder})' if holder.isdigit() else ''}; "
+                "wait for it to finish, or stop it (Ctrl-C or SIGTERM saves a checkpoint) and resume"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield  # closing the file releases the lock
+
+
 class DiskFullError(OSError):
     """A write that found its device full; the message says what is intact and what to do."""
 

@@ -43,6 +43,7 @@ from .run import (
     RunDir,
     RunDirError,
     StopSignals,
+    exclusive,
     gather_rng,
     process_settings,
     seed_dropout,
@@ -518,6 +519,13 @@ def train(
         >>> train(cfg.replace(max_steps=10), "runs/tiny")  # doctest: +SKIP
     """
     run_dir = Path(run_dir)
+    if not distributed.is_main_process():  # rank 0 holds the run folder's lock for all of them
+        return _train(cfg, run_dir, resume, overwrite, progress)
+    with exclusive(run_dir):
+        return _train(cfg, run_dir, resume, overwrite, progress)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
     if cfg.run.data and not cfg.run.data.startswith("builtin:"):
         cfg = cfg.replace(data=str(Path(cfg.run.data).resolve()))  # so that --resume works from any folder
     state = _resume_state(cfg, run_dir) if resume else None
