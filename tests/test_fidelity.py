@@ -210,3 +210,15 @@ def test_the_seeds_set_reuses_table1s_runs_and_reports_the_spread() -> None:
     report.update(title="t", protocol="reduced", machine="m", date="d", version="v", command="c", reduced={}, extra={})
     text = format_report({**report, "ground_truth_paper": None}, SETS["seeds"])
     assert "| L1 | 3 | 0.500 / 0.250 | 0.000 / 0.060 |" in text
+
+
+def test_reports_name_the_cpu_and_the_kernels_it_ran() -> None:
+    """Reports from AVX2 and AVX-512 machines differ in their last digits: each says which it was."""
+    from pix2pix.reproduce import machine
+
+    described = machine()
+    assert f"{torch.backends.cpu.get_cpu_capability()} kernels" in described
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        model = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("model name"))
+        assert model.split(":", 1)[1].strip() in described

@@ -284,7 +284,19 @@ def machine() -> str:
         return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
     import os
 
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
+    details = [d for d in (_cpu_model(), f"{torch.backends.cpu.get_cpu_capability()} kernels") if d]
+    return f"{platform.machine()} CPU ({', '.join(details)}), {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name where the OS tells it (Linux's /proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return None
 
 
 def reproduce(
