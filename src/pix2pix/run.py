@@ -3,7 +3,8 @@
 A run folder holds config.json (the flat configuration), log.jsonl (one line per logged step),
 samples/step_*.png (fixed validation images: input | output | target), checkpoint.pt (the
 resumable state, written atomically with a checksum) and model/ (release weights). Rank 0 of
-several processes alone writes it.
+several processes alone writes it, holding .lock (`exclusive`) so that no second process trains
+in the same folder.
 
 `process_settings` owns the process-wide state a run changes (deterministic algorithms, thread
 count, cuDNN autotuning, cuBLAS workspace) and restores all of it afterwards; `seed_dropout` sets
