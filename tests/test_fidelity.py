@@ -129,11 +129,11 @@ def test_every_fcn_set_shares_one_barely_trained_control(tmp_path: Path) -> None
     assert run_name(control("table2")) == run_name(control("table1")) == run_name(control("table3"))
 
 
-def test_two_processes_share_a_sets_rows(city: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_two_processes_share_a_sets_rows(city: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
     """A row another process is training is passed over (the next row is trained meanwhile), and
     the set is not called trained until it is done: `reproduce SET --train-only` run twice on
     two cores splits the rows between the two."""
-    from pix2pix.reproduce import row_config, run_name
+    from pix2pix.reproduce import row_config, run_name, status
     from pix2pix.run import RunBusyError
 
     from .test_reliability import held_by_another_process
@@ -141,12 +141,23 @@ def test_two_processes_share_a_sets_rows(city: Path, tmp_path: Path) -> None:  #
     tiny = {"crop_size": 32, "load_size": 36, "g_channels": 4, "d_channels": 4, "workers": 0, "num_samples": 0}
     exp = SETS["table6"]
     busy = tmp_path / "runs" / run_name(row_config(exp, exp.rows[1], city, "reduced", "cpu", tiny))
-    with held_by_another_process(busy):
+    with held_by_another_process(busy) as holder:
         with pytest.raises(RunBusyError, match=r"1 row\(s\) still being trained by other processes \(cGAN\)"):
             reproduce("table6", city, tmp_path, device="cpu", extra=tiny, progress=False, train_only=True)
         assert len(list(tmp_path.glob("runs/*/done.json"))) == 2 and not (busy / "done.json").exists()
+        # `reproduce --status` tells the three apart, naming the process that holds the busy row
+        lines = status(tmp_path, "reduced", ["table6"], tiny)
+        assert lines[0] == "table6: no report yet"
+        assert lines[1].startswith("  L1: trained, not scored yet") and lines[3].startswith("  L1+cGAN: trained")
+        assert lines[2] == f"  cGAN: training now, by pid {holder.pid} ({busy.name})"
+    assert status(tmp_path, "reduced", ["table6"], tiny)[2] == "  cGAN: not started"  # the lock died, no step logged
     assert reproduce("table6", city, tmp_path, device="cpu", extra=tiny, progress=False, train_only=True) is None
     assert (busy / "done.json").is_file()
+    from pix2pix.cli import main
+
+    settings = [item for k, v in tiny.items() for item in ("--set", f"{k}={v}")]
+    assert main(["reproduce", "table6", "--status", "--out", str(tmp_path), *settings]) == 0
+    assert capsys.readouterr().out.count("trained, not scored yet") == 3
 
 
 def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_path: Path) -> None:  # noqa: F811

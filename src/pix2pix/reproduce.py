@@ -279,6 +279,48 @@ def train_row(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> bool:
     return True
 
 
+def status(out: str | Path, protocol: str = "reduced", names: list[str] | None = None, extra=None) -> list[str]:
+    """One line per row of each set (all, or `names`): scored, trained, being trained (by
+    which process), stopped at a step, or not started; and the set's report if written."""
+    out, lines = Path(out), []
+    for name in names or list(SETS):
+        exp = SETS[name]
+        fcn = exp.task == "label2photo" and bool(set(exp.metric_names) & set(SCORES))
+        report = out / f"{name}-{protocol}.md"
+        lines.append(f"{name}: " + (f"report {report}" if report.is_file() else "no report yet"))
+        configs = [(row, row_config(exp, row, "-", protocol, "cpu", extra)) for row in exp.rows]
+        for row, cfg in configs + (control_configs(exp, "-", protocol, "cpu", extra) if fcn else []):
+            lines.append(f"  {row.name}: {_row_state(out / 'runs' / run_name(cfg), exp.task)}")
+    return lines
+
+
+def _row_state(run_dir: Path, task: str) -> str:
+    from .run import trainer_of
+
+    if (run_dir / f"eval-{task}.json").is_file():
+        return f"scored ({run_dir.name})"
+    if (run_dir / "done.json").is_file():
+        return f"trained, not scored yet ({run_dir.name})"
+    step = _last_logged_step(run_dir / "log.jsonl")
+    where = f" at step {step}" if step is not None else ""
+    if who := trainer_of(run_dir):
+        return f"training now{where}, by {who} ({run_dir.name})"
+    return f"stopped{where}; the set's command resumes it ({run_dir.name})" if where else "not started"
+
+
+def _last_logged_step(log: Path) -> int | None:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+    return None
+
+
 def machine() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"

@@ -100,6 +100,28 @@ def exclusive(path: str | Path) -> Iterator[None]:
 _HELD: set[Path] = set()  # run folders whose lock this process holds
 
 
+def trainer_of(path: str | Path) -> str | None:
+    """Who trains in run folder `path` now: "pid N" (or "another process") while its lock is
+    held by another process, else None."""
+    lock = Path(path) / LOCK_FILE
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    if not lock.is_file():
+        return None
+    try:
+        with open(lock) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when the file closes
+            except BlockingIOError:
+                holder = handle.read().strip()
+                return f"pid {holder}" if holder.isdigit() else "another process"
+    except OSError:
+        return None
+    return None
+
+
 @contextlib.contextmanager
 def _locked(lock: Path, fcntl: Any) -> Iterator[None]:
     path = lock.parent

@@ -115,6 +115,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"{name:13s} {exp.title}")
         print(f"{'colorization':13s} seed 003: plain pix2pix colorization vs the ResNet-18 U-Net (--data PHOTOS)")
         return 0
+    if args.status:
+        from ..reproduce import status
+
+        if args.name and args.name not in SETS:
+            raise ValueError(f"--status: unknown set {args.name!r}; choose one of {', '.join(SETS)}")
+        names = [args.name] if args.name else None
+        print("\n".join(status(args.out, args.protocol, names, _parse_settings(args.set))))
+        return 0
     if not args.name or not args.data:
         raise ValueError("pix2pix reproduce needs NAME and --data DIR (see --list)")
     if args.name == "colorization":
@@ -290,6 +298,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--segmenter", help="FCN-score segmenter (default: trained into OUT by the recipe)")
     p.add_argument(
         "--train-only", action="store_true", help="train the rows that are not trained yet, then stop (no scoring)"
+    )
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="say, for every row of NAME (or of every set) in --out, whether it is scored, trained, being "
+        "trained and by which process, or stopped at a step; trains nothing",
     )
     p.add_argument(
         "--set",
