@@ -149,7 +149,7 @@ def test_two_processes_share_a_sets_rows(city: Path, tmp_path: Path, capsys) -> 
         lines = status(tmp_path, "reduced", ["table6"], tiny)
         assert lines[0] == "table6: no report yet"
         assert lines[1].startswith("  L1: trained, not scored yet") and lines[3].startswith("  L1+cGAN: trained")
-        assert lines[2] == f"  cGAN: training now, by pid {holder.pid} ({busy.name})"
+        assert lines[2] == f"  cGAN: training now, by another process (pid {holder.pid}) ({busy.name})"
     assert status(tmp_path, "reduced", ["table6"], tiny)[2] == "  cGAN: not started"  # the lock died, no step logged
     assert reproduce("table6", city, tmp_path, device="cpu", extra=tiny, progress=False, train_only=True) is None
     assert (busy / "done.json").is_file()

@@ -295,30 +295,18 @@ def status(out: str | Path, protocol: str = "reduced", names: list[str] | None =
 
 
 def _row_state(run_dir: Path, task: str) -> str:
+    from .report import read_log
     from .run import trainer_of
 
     if (run_dir / f"eval-{task}.json").is_file():
         return f"scored ({run_dir.name})"
     if (run_dir / "done.json").is_file():
         return f"trained, not scored yet ({run_dir.name})"
-    step = _last_logged_step(run_dir / "log.jsonl")
-    where = f" at step {step}" if step is not None else ""
+    records = read_log(run_dir)
+    where = f" at step {records[-1]['step']}" if records else ""
     if who := trainer_of(run_dir):
         return f"training now{where}, by {who} ({run_dir.name})"
     return f"stopped{where}; the set's command resumes it ({run_dir.name})" if where else "not started"
-
-
-def _last_logged_step(log: Path) -> int | None:
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            return int(json.loads(line)["step"])
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a kill
-    return None
 
 
 def machine() -> str:

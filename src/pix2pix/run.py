@@ -101,8 +101,8 @@ _HELD: set[Path] = set()  # run folders whose lock this process holds
 
 
 def trainer_of(path: str | Path) -> str | None:
-    """Who trains in run folder `path` now: "pid N" (or "another process") while its lock is
-    held by another process, else None."""
+    """Who trains in run folder `path` now, "another process (pid N)", while another process
+    holds its lock; else None."""
     lock = Path(path) / LOCK_FILE
     try:
         import fcntl
@@ -115,11 +115,16 @@ def trainer_of(path: str | Path) -> str | None:
             try:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when the file closes
             except BlockingIOError:
-                holder = handle.read().strip()
-                return f"pid {holder}" if holder.isdigit() else "another process"
+                return _holder(handle)
     except OSError:
         return None
     return None
+
+
+def _holder(handle: Any) -> str:
+    """The process named in a held lock file: the pid its holder wrote after locking it."""
+    holder = handle.read().strip()
+    return f"another process (pid {holder})" if holder.isdigit() else "another process"
 
 
 @contextlib.contextmanager
@@ -130,9 +135,8 @@ def _locked(lock: Path, fcntl: Any) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip()
             raise RunBusyError(
-                f"{path} is being trained by another process{f' (pid {holder})' if holder.isdigit() else ''}; "
+                f"{path} is being trained by {_holder(handle)}; "
                 "wait for it to finish, or stop it (Ctrl-C or SIGTERM saves a checkpoint) and resume"
             ) from None
         handle.truncate(0)
