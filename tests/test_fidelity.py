@@ -233,3 +233,13 @@ def test_reports_name_the_cpu_and_the_kernels_it_ran() -> None:
     if cpuinfo.is_file():
         model = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("model name"))
         assert model.split(":", 1)[1].strip() in described
+
+
+def test_a_stopped_reproduce_says_to_run_the_same_command(city: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: F811
+    import pix2pix.reproduce as reproduce_module
+    from pix2pix.cli import main
+
+    monkeypatch.setattr(reproduce_module, "train_row", lambda *args, **kwargs: False)  # as after a SIGTERM mid-row
+    code = main(["reproduce", "table6", "--data", str(city), "--out", str(tmp_path), "--train-only", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 130 and "run the same command again to continue" in err and "train --resume" not in err

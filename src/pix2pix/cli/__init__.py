@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept (resume with pix2pix train --resume RUN_DIR)", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        # reproduce says how it resumes (the same command); a bare Ctrl-C gets train's way back
+        resume = str(err) or "resume with pix2pix train --resume RUN_DIR"
+        print(f"interrupted; the last checkpoint is kept ({resume})", file=sys.stderr)
         return 130
     except (ValueError, OSError, MissingExtraError) as err:
         # our errors (DatasetError, ImageError, RunDirError, CheckpointError, bad configs) are
