@@ -359,13 +359,13 @@ def reproduce(
     controls = control_configs(exp, data, protocol, device, extra) if fcn else []
     busy = []  # rows another process is training: it goes on to the next (two processes share a set)
     for i, (row, cfg) in enumerate(configs + controls, 1):
-        run_dir = out / "runs" / run_name(cfg)
-        log(f"[{name} {i}/{len(configs) + len(controls)}] {row.name}: training in {run_dir}")
+        run_dir, tag = out / "runs" / run_name(cfg), f"[{name} {i}/{len(configs) + len(controls)}] {row.name}"
+        log(f"{tag}: training in {run_dir}")
         try:
             if not train_row(cfg, run_dir, progress):
                 raise KeyboardInterrupt(f"stopped while training {run_dir}; run the same command again to continue")
         except RunBusyError:
-            log(f"[{name} {i}/{len(configs) + len(controls)}] {row.name}: another process is training it; next row")
+            log(f"{tag}: another process is training it; next row")
             busy.append(row.name)
     if busy:
         raise RunBusyError(
