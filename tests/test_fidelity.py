@@ -173,6 +173,15 @@ def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_pat
     # on the four-class toy scenes the real photos segment almost perfectly; a grey image does not
     assert gt["class_iou"] > blank["scores"]["fcn"]["class_iou"] + 0.10
     assert barely["training"]["step"] == 32  # the whole tiny schedule is shorter than 300 steps
+    # each row's fit: its outputs against the 16 training photos (the val split has 6), resized as
+    # at test time; the fit of a run is measured once and kept beside it
+    for r in report["rows"]:
+        assert r["fit"]["split"] == "train" and r["fit"]["images"] == 16
+        assert 0 < r["fit"]["image"]["l1"] < 1 and r["fit"]["image"]["l1"] != r["scores"]["image"]["l1"]
+        assert json.loads((Path(r["run"]) / "fit-train.json").read_text()) == r["fit"]
+    gap = report["rows"][0]["scores"]["image"]["l1"] - report["rows"][0]["fit"]["image"]["l1"]
+    assert f"| L1 | {report['rows'][0]['scores']['image']['l1']:.4f} |" in path.read_text()
+    assert f"| {gap:+.4f} |" in path.read_text()
     text = path.read_text()
     assert "| Control: one blank image for every input (the layout prior) |" in text
     assert "The segmenter separates real photos from the controls" in text or "does NOT separate" in text

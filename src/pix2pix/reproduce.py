@@ -426,6 +426,7 @@ def reproduce(
 CONTROL_STEPS = 300
 CONTROL_ROWS = (Row(f"Control: L1 after {CONTROL_STEPS} steps", {"objective": "l1", "max_steps": CONTROL_STEPS}),)
 BLANK_ROW = "Control: one blank image for every input (the layout prior)"
+FIT_PAIRS = 500  # training pairs a label->photo row's fit is measured on: as many as the val set
 
 
 def control_configs(
@@ -482,7 +483,7 @@ class _Scoring:
         scores = self.scores(run_dir / "model", run_dir)
         trained = json.loads((run_dir / "done.json").read_text())
         trained["seconds"] = round(training_seconds([r for r in read_log(run_dir) if "time" in r]), 1)
-        return {
+        result = {
             "row": row.name,
             "run": str(run_dir),
             "paper": row.paper,
@@ -490,6 +491,36 @@ class _Scoring:
             "training": trained,
             "scores": scores,
         }
+        if self.task == "label2photo":
+            result["fit"] = self.fit(run_dir)
+        return result
+
+    def fit(self, run_dir: Path) -> dict[str, Any]:
+        """The final generator's distances to the photos of FIT_PAIRS training pairs, resized as
+        at test time (no jitter, no mirroring) and run as at test time. Beside the val scores this
+        shows overfitting, seed 003's case for augmentation and against L2: a model that fits
+        its training photos much closer than the val photos."""
+        from .evaluate import evaluate_model
+
+        path = run_dir / "fit-train.json"
+        if not path.is_file():
+            self.log(f"scoring {run_dir / 'model'} on {FIT_PAIRS} training pairs")
+            scores = evaluate_model(
+                run_dir / "model",
+                self.data,
+                out=run_dir / "eval-train-fit",
+                size=self.size,
+                split="train",
+                task="image",
+                limit=FIT_PAIRS,
+                gallery=8,
+                device=self.device,
+                overwrite=True,  # no fit was saved: what the folder holds is an interrupted scoring
+                progress=self.progress,
+            )
+            kept = {"split": "train", "images": scores["images"], "image": scores["image"]}
+            path.write_text(json.dumps(kept, indent=2) + "\n")
+        return json.loads(path.read_text())
 
     def blank(self, folder: Path) -> dict[str, Any]:
         """A generator whose weights are all zero: tanh(0) = 0, mid-grey, whatever the input."""
@@ -553,6 +584,27 @@ def _spread_lines(report: dict[str, Any]) -> list[str]:
     for g in report["spread"]:
         mean, spread = (" / ".join(f"{v:.3f}" for v in g[k]) for k in ("mean", "range"))
         lines.append(f"| {g['row']} | {g['seeds']} | {mean} | {spread} |")
+    return [*lines, ""]
+
+
+def _fit_lines(report: dict[str, Any]) -> list[str]:
+    rows = [r for r in report["rows"] if "fit" in r and "image" in r["scores"]]
+    if not rows:
+        return []
+    lines = [
+        f"Distances to the real photos: L1 (mean absolute difference, pixels in [0, 1]), PSNR (dB) and "
+        f"SSIM on the {rows[0]['scores']['images']} val pairs, and L1 on {rows[0]['fit']['images']} "
+        "training pairs, resized and run as at test time (no jitter, no mirroring). A row whose "
+        "training L1 falls far below its val L1, more than the other rows', is overfitting.",
+        "",
+        "| Row | val L1 | train L1 | val - train L1 | val PSNR | val SSIM |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        val, train = r["scores"]["image"], r["fit"]["image"]
+        cells = [f"{val['l1']:.4f}", f"{train['l1']:.4f}", f"{val['l1'] - train['l1']:+.4f}"]
+        cells += [f"{val['psnr']:.2f}", f"{val['ssim']:.3f}"]
+        lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
@@ -620,6 +672,7 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
             "",
         ]
     lines += _spread_lines(report)
+    lines += _fit_lines(report)
     if exp.task == "photo2label":
         lines += [
             "Scores: each output pixel is mapped to the nearest Cityscapes label colour; per-pixel "
