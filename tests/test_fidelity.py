@@ -252,3 +252,16 @@ def test_a_stopped_reproduce_says_to_run_the_same_command(city: Path, tmp_path: 
     code = main(["reproduce", "table6", "--data", str(city), "--out", str(tmp_path), "--train-only", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 130 and "run the same command again to continue" in err and "train --resume" not in err
+
+
+def test_reproduce_trains_the_segmenter_once_and_names_it_by_its_recipe(city: Path, tmp_path: Path) -> None:  # noqa: F811
+    tiny = {"crop_size": 32, "load_size": 36, "g_channels": 4, "d_channels": 4, "workers": 0, "num_samples": 0}
+    path = reproduce("augmentation", city, tmp_path, device="cpu", extra=tiny, segmenter_steps=4, progress=False)
+    folder = tmp_path / "segmenter-32px-4steps"
+    report = json.loads(path.with_suffix(".json").read_text())
+    assert json.loads((folder / "done.json").read_text())["steps"] == 4
+    assert {r["scores"]["segmenter"] for r in report["rows"]} == {str(folder)}
+    kept = (folder / "done.json").stat().st_mtime_ns
+    reproduce("augmentation", city, tmp_path, device="cpu", extra=tiny, segmenter_steps=4, progress=False)
+    assert (folder / "done.json").stat().st_mtime_ns == kept  # found, not trained again
+    assert [p.name for p in tmp_path.glob("segmenter-*")] == [folder.name]

@@ -357,44 +357,27 @@ def reproduce(
     fcn = exp.task == "label2photo" and bool(set(exp.metric_names) & set(SCORES))
     configs = [(row, row_config(exp, row, data, protocol, device, extra)) for row in exp.rows]
     controls = control_configs(exp, data, protocol, device, extra) if fcn else []
-    busy = []  # rows another process is training: it goes on to the next (two processes share a set)
-    for i, (row, cfg) in enumerate(configs + controls, 1):
-        run_dir, tag = out / "runs" / run_name(cfg), f"[{name} {i}/{len(configs) + len(controls)}] {row.name}"
-        log(f"{tag}: training in {run_dir}")
-        try:
-            if not train_row(cfg, run_dir, progress):
-                raise KeyboardInterrupt(f"stopped while training {run_dir}; run the same command again to continue")
-        except RunBusyError:
-            log(f"{tag}: another process is training it; next row")
-            busy.append(row.name)
-    if busy:
-        raise RunBusyError(
-            f"{name}: {len(busy)} row(s) still being trained by other processes ({', '.join(busy)}); "
-            "run the same command again when they finish"
-        )
+
+    # Train: every row not trained yet, passing over rows another process holds.
+    _train_rows(name, configs + controls, out, progress, log)
     if train_only:
         log(f"[{name}] every row is trained; run the same command without --train-only to score them")
         return None
-    size = configs[0][1].data.crop_size
-    segmenter_path = None
-    if fcn:
-        steps = segmenter_steps or (REDUCED_SEGMENTER_STEPS if protocol == "reduced" else None)
-        # named by its recipe: a segmenter of another recipe is another folder (and scores are redone)
-        segmenter_path = (
-            Path(segmenter) if segmenter else out / (f"segmenter-{size}px" + (f"-{steps}steps" if steps else ""))
-        )
-        if segmenter is None and not (segmenter_path / "done.json").is_file():
-            from .evaluate import train_segmenter
 
-            log(f"[{name}] training the FCN-score segmenter in {segmenter_path}")
-            train_segmenter(data, segmenter_path, size=size, steps=steps, device=device, progress=progress)
+    # Score: the FCN-score segmenter (trained once per recipe), then each row and control.
+    size = configs[0][1].data.crop_size
+    if fcn and segmenter is None:
+        steps = segmenter_steps or (REDUCED_SEGMENTER_STEPS if protocol == "reduced" else None)
+        segmenter = _segmenter(data, out, size, steps, device, progress, log)
     # a label2photo set scored by colour alone (figure7) needs no segmenter
     eval_task = exp.task if fcn or exp.task != "label2photo" else "image"
-    scoring = _Scoring(data, size, exp.task, eval_task, segmenter_path, device, log, progress)
+    scoring = _Scoring(data, size, exp.task, eval_task, Path(segmenter) if fcn else None, device, log, progress)
     results = [scoring.row(row, out / "runs" / run_name(cfg)) for row, cfg in configs]
     checks = [scoring.row(row, out / "runs" / run_name(cfg)) for row, cfg in controls]
     if fcn:
         checks.insert(0, scoring.blank(out / "controls" / f"blank-{size}px"))
+
+    # Report: JSON with everything, Markdown beside the paper's numbers.
     report = {
         "set": name,
         "title": exp.title,
@@ -419,6 +402,43 @@ def reproduce(
     path = out / f"{name}-{protocol}.md"
     path.write_text(format_report(report, exp))
     log(f"wrote {path}")
+    return path
+
+
+def _train_rows(
+    name: str, configs: list[tuple[Row, TrainConfig]], out: Path, progress: bool, log: Callable[[str], None]
+) -> None:
+    """Train each row's run (finished runs are skipped, stopped ones resumed). A row another
+    process is training is passed over, so two processes can share a set; the set is complete
+    only when no row was passed over (RunBusyError names them otherwise)."""
+    busy = []
+    for i, (row, cfg) in enumerate(configs, 1):
+        run_dir, tag = out / "runs" / run_name(cfg), f"[{name} {i}/{len(configs)}] {row.name}"
+        log(f"{tag}: training in {run_dir}")
+        try:
+            if not train_row(cfg, run_dir, progress):
+                raise KeyboardInterrupt(f"stopped while training {run_dir}; run the same command again to continue")
+        except RunBusyError:
+            log(f"{tag}: another process is training it; next row")
+            busy.append(row.name)
+    if busy:
+        raise RunBusyError(
+            f"{name}: {len(busy)} row(s) still being trained by other processes ({', '.join(busy)}); "
+            "run the same command again when they finish"
+        )
+
+
+def _segmenter(
+    data: str | Path, out: Path, size: int, steps: int | None, device: str, progress: bool, log: Callable[[str], None]
+) -> Path:
+    """OUT/segmenter-SIZEpx[-STEPSsteps], trained on the real training photos unless it is there.
+    Named by its recipe: a segmenter of another recipe is another folder (and scores are redone)."""
+    path = out / (f"segmenter-{size}px" + (f"-{steps}steps" if steps else ""))
+    if not (path / "done.json").is_file():
+        from .evaluate import train_segmenter
+
+        log(f"training the FCN-score segmenter in {path}")
+        train_segmenter(data, path, size=size, steps=steps, device=device, progress=progress)
     return path
 
 
@@ -504,7 +524,7 @@ class _Scoring:
 
         path = run_dir / "fit-train.json"
         if not path.is_file():
-            self.log(f"scoring {run_dir / 'model'} on {FIT_PAIRS} training pairs")
+            self.log(f"scoring {run_dir / 'model'} on the training pairs (the first {FIT_PAIRS})")
             scores = evaluate_model(
                 run_dir / "model",
                 self.data,
