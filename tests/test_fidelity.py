@@ -182,6 +182,8 @@ def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_pat
     gap = report["rows"][0]["scores"]["image"]["l1"] - report["rows"][0]["fit"]["image"]["l1"]
     assert f"| L1 | {report['rows'][0]['scores']['image']['l1']:.4f} |" in path.read_text()
     assert f"| {gap:+.4f} |" in path.read_text()
+    colour = report["rows"][0]["scores"]["color"]
+    assert f"| {colour['hist_L']:.2f} / {colour['hist_a']:.2f} / {colour['hist_b']:.2f} |" in path.read_text()
     text = path.read_text()
     assert "| Control: one blank image for every input (the layout prior) |" in text
     assert "The segmenter separates real photos from the controls" in text or "does NOT separate" in text

@@ -615,15 +615,19 @@ def _fit_lines(report: dict[str, Any]) -> list[str]:
         f"Distances to the real photos: L1 (mean absolute difference, pixels in [0, 1]), PSNR (dB) and "
         f"SSIM on the {rows[0]['scores']['images']} val pairs, and L1 on {rows[0]['fit']['images']} "
         "training pairs, resized and run as at test time (no jitter, no mirroring). A row whose "
-        "training L1 falls far below its val L1, more than the other rows', is overfitting.",
+        "training L1 falls far below its val L1, more than the other rows', is overfitting. The last "
+        "column is the val outputs' colour distribution against the real photos' (Lab histogram "
+        "intersections, as Figure 7: 1 = the same).",
         "",
-        "| Row | val L1 | train L1 | val - train L1 | val PSNR | val SSIM |",
-        "|---|---|---|---|---|---|",
+        "| Row | val L1 | train L1 | val - train L1 | val PSNR | val SSIM | L / a / b intersection |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         val, train = r["scores"]["image"], r["fit"]["image"]
         cells = [f"{val['l1']:.4f}", f"{train['l1']:.4f}", f"{val['l1'] - train['l1']:+.4f}"]
-        cells += [f"{val['psnr']:.2f}", f"{val['ssim']:.3f}"]
+        colour = r["scores"].get("color", {})
+        hist = " / ".join(f"{colour[f'hist_{c}']:.2f}" for c in "Lab") if "hist_b" in colour else "-"
+        cells += [f"{val['psnr']:.2f}", f"{val['ssim']:.3f}", hist]
         lines.append(f"| {r['row']} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
