@@ -633,8 +633,23 @@ def _fit_lines(report: dict[str, Any]) -> list[str]:
 
 
 def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
-    names = report["metric_names"]
-    head = " / ".join(names)
+    """The Markdown report: how it was run, the scores beside the paper's, what the segmenter
+    can tell apart, the seed spread, each row's fit, per-class IoU and where the runs are."""
+    lines = _header_lines(report, exp) + _score_lines(report)
+    lines += _spread_lines(report) + _fit_lines(report)
+    if exp.task == "photo2label":
+        lines += [
+            "Scores: each output pixel is mapped to the nearest Cityscapes label colour; per-pixel "
+            "accuracy, mean per-class accuracy and mean class IoU over the 19 train classes from one "
+            "confusion matrix over the whole val set (pix2pix's formula; a class with no ground-truth "
+            "pixels counts as 0 in the means, which does not happen on the full val set).",
+            "",
+        ]
+    lines += _per_class_lines(report) + _run_lines(report, exp.task)
+    return "\n".join(lines) + "\n"
+
+
+def _header_lines(report: dict[str, Any], exp: ExperimentSet) -> list[str]:
     lines = [
         f"# {report['title']}",
         "",
@@ -657,9 +672,16 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
         lines += [FCN_PROTOCOL, ""]
     if report["extra"]:
         lines += ["Also changed: " + ", ".join(f"`{k} = {v}`" for k, v in report["extra"].items()) + ".", ""]
+    return lines
+
+
+def _score_lines(report: dict[str, Any]) -> list[str]:
+    """The main table: rows, the ground truth, the controls; then the segmenter's verdict."""
+    names = report["metric_names"]
+    head = " / ".join(names)
     seed = any(r.get("seed000") for r in report["rows"])  # seed 000's reproduction, beside the paper's
     extra_head, extra_rule = (f" seed 000 ({head}) |", "---|") if seed else ("", "")
-    lines += [
+    lines = [
         f"| Row | ours ({head}) | paper ({head}) |{extra_head} steps | train s |",
         f"|---|---|---|{extra_rule}---|---|",
     ]
@@ -695,31 +717,29 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
             f"{gt['class_iou']:.2f}, {margin:+.2f} against the best control (the aim is at least +0.10).",
             "",
         ]
-    lines += _spread_lines(report)
-    lines += _fit_lines(report)
-    if exp.task == "photo2label":
-        lines += [
-            "Scores: each output pixel is mapped to the nearest Cityscapes label colour; per-pixel "
-            "accuracy, mean per-class accuracy and mean class IoU over the 19 train classes from one "
-            "confusion matrix over the whole val set (pix2pix's formula; a class with no ground-truth "
-            "pixels counts as 0 in the means, which does not happen on the full val set).",
-            "",
-        ]
+    return lines
+
+
+def _per_class_lines(report: dict[str, Any]) -> list[str]:
     per_class = [r for r in report["rows"] if "per_class_iou" in r["scores"].get("segmentation", {})]
-    if per_class:
-        classes = per_class[0]["scores"]["segmentation"]["classes"]
-        lines += ["Per-class IoU:", "", "| class | " + " | ".join(r["row"] for r in per_class) + " |"]
-        lines.append("|---|" + "---|" * len(per_class))
-        for i, c in enumerate(classes):
-            vals = " | ".join(_fmt_or_dash(r["scores"]["segmentation"]["per_class_iou"][i]) for r in per_class)
-            lines.append(f"| {c} | {vals} |")
-        lines.append("")
-    lines += [
-        f"Runs (training folders, each with log.jsonl, samples/ and model/; eval-{exp.task}/ holds the gallery):",
+    if not per_class:
+        return []
+    classes = per_class[0]["scores"]["segmentation"]["classes"]
+    lines = ["Per-class IoU:", "", "| class | " + " | ".join(r["row"] for r in per_class) + " |"]
+    lines.append("|---|" + "---|" * len(per_class))
+    for i, c in enumerate(classes):
+        vals = " | ".join(_fmt_or_dash(r["scores"]["segmentation"]["per_class_iou"][i]) for r in per_class)
+        lines.append(f"| {c} | {vals} |")
+    return [*lines, ""]
+
+
+def _run_lines(report: dict[str, Any], task: str) -> list[str]:
+    lines = [
+        f"Runs (training folders, each with log.jsonl, samples/ and model/; eval-{task}/ holds the gallery):",
         "",
     ]
     for r in report["rows"]:
         trained = r.get("training", {})
         losses = ", ".join(f"{k} {v:.3f}" for k, v in trained.get("losses", {}).items())
         lines.append(f"- {r['row']}: `{r['run']}`: {trained.get('step', '?')} steps; last logged losses: {losses}")
-    return "\n".join(lines) + "\n"
+    return lines
