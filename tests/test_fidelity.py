@@ -179,6 +179,8 @@ def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_pat
         assert r["fit"]["split"] == "train" and r["fit"]["images"] == 16
         assert 0 < r["fit"]["image"]["l1"] < 1 and r["fit"]["image"]["l1"] != r["scores"]["image"]["l1"]
         assert json.loads((Path(r["run"]) / "fit-train.json").read_text()) == r["fit"]
+    assert not any("fit" in c for c in report["controls"])  # the report shows no fit for them: none is measured
+    assert not any((Path(c["run"]) / "fit-train.json").exists() for c in report["controls"])
     gap = report["rows"][0]["scores"]["image"]["l1"] - report["rows"][0]["fit"]["image"]["l1"]
     assert f"| L1 | {report['rows'][0]['scores']['image']['l1']:.4f} |" in path.read_text()
     assert f"| {gap:+.4f} |" in path.read_text()

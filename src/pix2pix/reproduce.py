@@ -86,6 +86,12 @@ class ExperimentSet:
     ground_truth_seed000: tuple[float, ...] | None = None
     notes: str = ""
 
+    @property
+    def fcn_scored(self) -> bool:
+        """Scored by the FCN-score segmenter (labels -> photo with segmentation metrics); such
+        sets get the control rows. figure7 is labels -> photo scored by colour alone."""
+        return self.task == "label2photo" and bool(set(self.metric_names) & set(SCORES))
+
 
 L2P, P2L = "cityscapes_label2photo", "cityscapes_photo2label"
 FCN_GT = (0.80, 0.26, 0.21)
@@ -285,11 +291,10 @@ def status(out: str | Path, protocol: str = "reduced", names: list[str] | None =
     out, lines = Path(out), []
     for name in names or list(SETS):
         exp = SETS[name]
-        fcn = exp.task == "label2photo" and bool(set(exp.metric_names) & set(SCORES))
         report = out / f"{name}-{protocol}.md"
         lines.append(f"{name}: " + (f"report {report}" if report.is_file() else "no report yet"))
         configs = [(row, row_config(exp, row, "-", protocol, "cpu", extra)) for row in exp.rows]
-        for row, cfg in configs + (control_configs(exp, "-", protocol, "cpu", extra) if fcn else []):
+        for row, cfg in configs + (control_configs(exp, "-", protocol, "cpu", extra) if exp.fcn_scored else []):
             lines.append(f"  {row.name}: {_row_state(out / 'runs' / run_name(cfg), exp.task)}")
     return lines
 
@@ -354,7 +359,7 @@ def reproduce(
         raise ValueError(f"unknown experiment set {name!r}; choose one of {', '.join(SETS)}")
     exp, out, started = SETS[name], Path(out), time.perf_counter()
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    fcn = exp.task == "label2photo" and bool(set(exp.metric_names) & set(SCORES))
+    fcn = exp.fcn_scored
     configs = [(row, row_config(exp, row, data, protocol, device, extra)) for row in exp.rows]
     controls = control_configs(exp, data, protocol, device, extra) if fcn else []
 
@@ -372,7 +377,7 @@ def reproduce(
     # a label2photo set scored by colour alone (figure7) needs no segmenter
     eval_task = exp.task if fcn or exp.task != "label2photo" else "image"
     scoring = _Scoring(data, size, exp.task, eval_task, Path(segmenter) if fcn else None, device, log, progress)
-    results = [scoring.row(row, out / "runs" / run_name(cfg)) for row, cfg in configs]
+    results = [scoring.row(row, out / "runs" / run_name(cfg), fit=exp.task == "label2photo") for row, cfg in configs]
     checks = [scoring.row(row, out / "runs" / run_name(cfg)) for row, cfg in controls]
     if fcn:
         checks.insert(0, scoring.blank(out / "controls" / f"blank-{size}px"))
@@ -497,7 +502,7 @@ class _Scoring:
         path.write_text(json.dumps(scores, indent=2) + "\n")
         return scores
 
-    def row(self, row: Row, run_dir: Path) -> dict[str, Any]:
+    def row(self, row: Row, run_dir: Path, fit: bool = False) -> dict[str, Any]:
         from .report import read_log, training_seconds
 
         scores = self.scores(run_dir / "model", run_dir)
@@ -511,7 +516,7 @@ class _Scoring:
             "training": trained,
             "scores": scores,
         }
-        if self.task == "label2photo":
+        if fit:
             result["fit"] = self.fit(run_dir)
         return result
 
@@ -540,6 +545,7 @@ class _Scoring:
             )
             kept = {"split": "train", "images": scores["images"], "image": scores["image"]}
             path.write_text(json.dumps(kept, indent=2) + "\n")
+            return kept
         return json.loads(path.read_text())
 
     def blank(self, folder: Path) -> dict[str, Any]:
@@ -668,7 +674,7 @@ def _header_lines(report: dict[str, Any], exp: ExperimentSet) -> list[str]:
             "lower scores than the paper's.",
             "",
         ]
-    if exp.task == "label2photo" and set(exp.metric_names) & set(SCORES):
+    if exp.fcn_scored:
         lines += [FCN_PROTOCOL, ""]
     if report["extra"]:
         lines += ["Also changed: " + ", ".join(f"`{k} = {v}`" for k, v in report["extra"].items()) + ".", ""]
