@@ -299,11 +299,16 @@ def status(out: str | Path, protocol: str = "reduced", names: list[str] | None =
     return lines
 
 
+def scores_file(run_dir: Path, task: str) -> Path:
+    """Where a run's scores for a set's task are kept (written by _Scoring, read by --status)."""
+    return run_dir / f"eval-{task}.json"
+
+
 def _row_state(run_dir: Path, task: str) -> str:
     from .report import read_log
     from .run import trainer_of
 
-    if (run_dir / f"eval-{task}.json").is_file():
+    if scores_file(run_dir, task).is_file():
         return f"scored ({run_dir.name})"
     if (run_dir / "done.json").is_file():
         return f"trained, not scored yet ({run_dir.name})"
@@ -480,7 +485,7 @@ class _Scoring:
     def scores(self, model: Path, where: Path) -> dict[str, Any]:
         from .evaluate import evaluate_model
 
-        path = where / f"eval-{self.task}.json"
+        path = scores_file(where, self.task)
         if path.is_file():
             kept = json.loads(path.read_text())
             if kept.get("segmenter") == (str(self.segmenter) if self.segmenter else None):
