@@ -55,7 +55,7 @@ segmenter)
 sets)
     install
     started=$(date +%s)
-    for set in table1 figure7 table3 losses augmentation batch_size table2 table6; do
+    for set in table1 figure7 table3 losses augmentation batch_size table2 table6 seeds; do
         left=$((BUDGET - ($(date +%s) - started)))
         [ "$left" -gt 30 ] || break
         # a stop (timeout's SIGTERM) ends the row at a checkpoint; the next call resumes it
