@@ -385,7 +385,8 @@ def reproduce(
     results = [scoring.row(row, out / "runs" / run_name(cfg), fit=exp.task == "label2photo") for row, cfg in configs]
     checks = [scoring.row(row, out / "runs" / run_name(cfg)) for row, cfg in controls]
     if fcn:
-        checks.insert(0, scoring.blank(out / "controls" / f"blank-{size}px"))
+        direction = configs[0][1].data.direction  # the blank reads the set's input half, as every row does
+        checks.insert(0, scoring.blank(out / "controls" / f"blank-{size}px-{direction}", direction))
 
     # Report: JSON with everything, Markdown beside the paper's numbers.
     report = {
@@ -553,8 +554,10 @@ class _Scoring:
             return kept
         return json.loads(path.read_text())
 
-    def blank(self, folder: Path) -> dict[str, Any]:
-        """A generator whose weights are all zero: tanh(0) = 0, mid-grey, whatever the input."""
+    def blank(self, folder: Path, direction: str) -> dict[str, Any]:
+        """A generator whose weights are all zero: tanh(0) = 0, mid-grey, whatever the input. Its
+        card carries the set's direction: evaluation reads the input and the real photo by it,
+        and the default (AtoB) would score labels segmented from the Cityscapes photo half."""
         from .checkpoint import ModelCard, save_model
         from .networks import UNetGenerator, unet_depth_for_size
 
@@ -563,7 +566,9 @@ class _Scoring:
             generator = UNetGenerator(3, 3, base_channels=1, depth=depth, dropout=0.0)
             for tensor in generator.state_dict().values():
                 tensor.zero_()
-            card = ModelCard("unet", {"base_channels": 1, "depth": depth, "dropout": 0.0}, crop_size=self.size)
+            card = ModelCard(
+                "unet", {"base_channels": 1, "depth": depth, "dropout": 0.0}, direction=direction, crop_size=self.size
+            )
             save_model(folder / "model", generator, card)
         scores = self.scores(folder / "model", folder)
         return {"row": BLANK_ROW, "run": str(folder), "paper": None, "training": {}, "scores": scores}
