@@ -45,9 +45,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pix2pix import __version__
 from pix2pix.config import TrainConfig
-from pix2pix.networks import build_networks
-from pix2pix.predict import resolve_device
-from pix2pix.train import make_adam, maybe_compile, train_step
+from pix2pix.data.device import resolve_device
+from pix2pix.models.networks import build_networks
+from pix2pix.training.train import make_adam, maybe_compile, train_step
 
 CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 REFERENCE_S_PER_ITER = 0.76  # the reference PyTorch code on this 2-core machine (issue 5)
@@ -239,8 +239,8 @@ def paper_step_parts(device: torch.device):
 def step_parts(device: torch.device, steps: int = 12, warmup: int = 3) -> list[dict[str, object]]:
     """The parts of one 256 px batch-1 iteration (train_step's order), each timed on its own
     with the device synchronised, and its GFLOP: a breakdown without the profiler's overhead."""
-    from pix2pix.losses import discriminator_loss, generator_loss
-    from pix2pix.train import d_input, set_requires_grad
+    from pix2pix.models.losses import discriminator_loss, generator_loss
+    from pix2pix.training.train import d_input, set_requires_grad
 
     cfg, g, d, opt_g, opt_d, objective, a, b = paper_step_parts(device)
     times: dict[str, list[float]] = {}

@@ -31,8 +31,8 @@ from pix2pix.config import TrainConfig
 from pix2pix.data.aligned import AlignedDataset, Augment, EpochSampler, split_folder
 from pix2pix.data.cache import cache_bytes
 from pix2pix.data.images import read_image, split_pair, to_tensor
-from pix2pix.networks import build_networks
-from pix2pix.train import make_adam, train_step
+from pix2pix.models.networks import build_networks
+from pix2pix.training.train import make_adam, train_step
 
 CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from pix2pix import __version__
-from pix2pix.export import ONNX_OPSET, RUNTIME_PACKAGES, export_onnx, require
-from pix2pix.networks import UNetGenerator, count_parameters, init_weights
+from pix2pix.inference.export import ONNX_OPSET, RUNTIME_PACKAGES, export_onnx, require
+from pix2pix.models.networks import UNetGenerator, count_parameters, init_weights
 
 
 def main() -> None:

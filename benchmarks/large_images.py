@@ -43,8 +43,8 @@ PAPER_UNET = {"architecture": "unet", "generator": {"depth": 8}, "crop_size": 25
 
 def paper_model(folder: Path) -> Path:
     """The paper's 256 px U-Net, seeded random weights, as a model folder."""
-    from pix2pix.checkpoint import build_generator, save_model
-    from pix2pix.networks import init_weights
+    from pix2pix.hub.folder import build_generator, save_model
+    from pix2pix.models.networks import init_weights
 
     if not (folder / "config.json").is_file():
         torch.manual_seed(0)
@@ -244,8 +244,8 @@ def quantize_onnx(fp32: str | Path, out: str | Path, inputs: list[Any], per_chan
 
 def int8(args: argparse.Namespace, work: Path) -> list[dict[str, object]]:
     from pix2pix import Pix2Pix
-    from pix2pix.evaluate import list_pairs
-    from pix2pix.export import export_onnx, load_onnx
+    from pix2pix.evaluation.evaluate import list_pairs
+    from pix2pix.inference.export import export_onnx, load_onnx
 
     models = {"paper U-Net 256 (random weights)": paper_model(work / "unet256")}
     if args.trained:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import flops_of, machine_peak, write_report  # noqa: E402
 
 from pix2pix import __version__  # noqa: E402
-from pix2pix.networks import UNetGenerator, init_weights  # noqa: E402
+from pix2pix.models.networks import UNetGenerator, init_weights  # noqa: E402
 
 
 def median_ms(fn, repeats: int = 30, warmup: int = 5) -> float:

@@ -36,8 +36,10 @@ from bench import write_report  # noqa: E402
 from pix2pix import __version__  # noqa: E402
 from pix2pix.config import TrainConfig
 from pix2pix.data.aligned import AlignedDataset, Augment, split_folder
-from pix2pix.predict import Pix2Pix, resolve_device, run_generator
-from pix2pix.train import train
+from pix2pix.data.device import resolve_device
+from pix2pix.inference.generator import run_generator
+from pix2pix.inference.predict import Pix2Pix
+from pix2pix.training.train import train
 
 CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 LOSSES = ("g_l1", "g_gan", "d_real", "d_fake")

@@ -208,8 +208,9 @@ def train(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    from pix2pix.reference import import_reference
-    from pix2pix.reproduce import REDUCED_SEGMENTER_STEPS, SCORES, _metric, _Scoring
+    from pix2pix.experiments.reproduce import REDUCED_SEGMENTER_STEPS, _metric, _Scoring
+    from pix2pix.hub.reference import import_reference
+    from pix2pix.paper import SCORES
 
     out = Path(args.out).resolve()
     segmenter = out / f"segmenter-128px-{REDUCED_SEGMENTER_STEPS}steps"

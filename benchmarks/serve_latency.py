@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from pix2pix import Pix2Pix, __version__
-from pix2pix.networks import UNetGenerator, count_parameters, init_weights
+from pix2pix.models.networks import UNetGenerator, count_parameters, init_weights
 from pix2pix.serve import make_server, page_palette
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from pix2pix import Pix2Pix, __version__
-from pix2pix.networks import UNetGenerator, init_weights
+from pix2pix.models.networks import UNetGenerator, init_weights
 from pix2pix.serve import Limits, make_server
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -24,9 +24,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from pix2pix import __version__
 from pix2pix.config import TrainConfig
 from pix2pix.data.aligned import AlignedDataset, Augment, EpochSampler, split_folder
-from pix2pix.networks import build_networks
-from pix2pix.predict import resolve_device
-from pix2pix.train import make_adam, train_step
+from pix2pix.data.device import resolve_device
+from pix2pix.models.networks import build_networks
+from pix2pix.training.train import make_adam, train_step
 
 CITYSCAPES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes"
 

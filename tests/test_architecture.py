@@ -66,7 +66,9 @@ def imports(name: str) -> list[tuple[str, str, int]]:
             for alias in node.names:
                 submodule = f"{target}.{alias.name}"
                 # `from . import metrics` imports a module; `from .x import f` a name of x
-                found.append((submodule, "", node.lineno) if submodule in MODULES else (target, alias.name, node.lineno))
+                found.append(
+                    (submodule, "", node.lineno) if submodule in MODULES else (target, alias.name, node.lineno)
+                )
     return found
 
 
@@ -133,10 +135,7 @@ def test_no_private_name_taken_from_another_module() -> None:
 
 
 def test_translation_loads_no_training_evaluation_or_perceptual_metrics() -> None:
-    code = (
-        "import sys, pix2pix.inference.predict; "
-        "print('\\n'.join(m for m in sys.modules if m.startswith('pix2pix')))"
-    )
+    code = "import sys, pix2pix.inference.predict; print('\\n'.join(m for m in sys.modules if m.startswith('pix2pix')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = out.split()
     assert "pix2pix.inference.predict" in loaded

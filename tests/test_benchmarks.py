@@ -79,7 +79,7 @@ def test_bench_report_names_device_options_goals_and_schedule() -> None:
 
 def test_layers_splits_the_generator_into_its_levels() -> None:
     layers = _script("layers")
-    from pix2pix.networks import UNetGenerator
+    from pix2pix.models.networks import UNetGenerator
 
     g = UNetGenerator(base_channels=4, depth=5).eval()
     x = torch.rand(1, 3, 32, 32)

@@ -15,10 +15,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pix2pix.checkpoint import STATE_FILE, load_state, save_state
 from pix2pix.config import TrainConfig
 from pix2pix.data.aligned import EpochSampler
-from pix2pix.train import config_for_resume, train
+from pix2pix.training.checkpoint import STATE_FILE, load_state, save_state
+from pix2pix.training.train import config_for_resume, train
 
 from .conftest import tiny_config
 

@@ -13,9 +13,10 @@ from PIL import Image
 from pix2pix import metrics
 from pix2pix.cli import main
 from pix2pix.data.labels import colors_to_ids, load_palette, to_train_ids
-from pix2pix.evaluate import EvaluationError, evaluate_model, evaluate_segmenter, train_segmenter
-from pix2pix.reproduce import SETS, reproduce
-from pix2pix.train import train
+from pix2pix.evaluation.evaluate import EvaluationError, evaluate_model, evaluate_segmenter, train_segmenter
+from pix2pix.experiments.reproduce import reproduce
+from pix2pix.paper import SETS
+from pix2pix.training.train import train
 
 from .conftest import shared_dataset, tiny_config
 
@@ -181,7 +182,7 @@ def test_photo2label_on_real_cityscapes_label_maps(tmp_path: Path) -> None:
 
 def test_reproduce_continues_a_row_that_stopped_partway(city: Path, tmp_path: Path) -> None:
 
-    from pix2pix.reproduce import row_config, run_name
+    from pix2pix.experiments.reproduce import row_config, run_name
 
     tiny = {"crop_size": 32, "load_size": 36, "g_channels": 4, "d_channels": 4, "workers": 0, "num_samples": 0}
     exp = SETS["table6"]
@@ -201,7 +202,7 @@ def test_reproduce_continues_a_row_that_stopped_partway(city: Path, tmp_path: Pa
 def test_perceptual_metrics_stop_before_translating_when_weights_are_missing(
     city: Path, tmp_path: Path, capsys
 ) -> None:
-    from pix2pix.features import WeightsMissingError
+    from pix2pix.metrics.perceptual import WeightsMissingError
 
     model = _train_tiny(city, tmp_path / "m", "BtoA")
     empty = tmp_path / "weights"

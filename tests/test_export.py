@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from pix2pix import Pix2Pix
-from pix2pix.checkpoint import save_model
 from pix2pix.cli import main
-from pix2pix.export import PARITY_TOLERANCE, OnnxGenerator, check_parity, export_onnx, load_onnx
-from pix2pix.networks import ResnetGenerator, UNetGenerator, init_weights
+from pix2pix.hub.folder import save_model
+from pix2pix.inference.export import PARITY_TOLERANCE, OnnxGenerator, check_parity, export_onnx, load_onnx
+from pix2pix.models.networks import ResnetGenerator, UNetGenerator, init_weights
 
 from .conftest import shared_dataset
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from pix2pix.features import (
+from pix2pix.metrics.perceptual import (
     ALEXNET,
     FID_INCEPTION,
     LPIPS,

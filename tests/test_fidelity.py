@@ -11,10 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from pix2pix.checkpoint import load_model
-from pix2pix.networks import OneValueBatchNorm, UNetGenerator, dropout_levels
-from pix2pix.reproduce import FCN_PROTOCOL, SETS, format_report, reproduce
-from pix2pix.train import train
+from pix2pix.experiments.reproduce import FCN_PROTOCOL, format_report, reproduce
+from pix2pix.hub.folder import load_model
+from pix2pix.models.networks import UNetGenerator, dropout_levels
+from pix2pix.models.norms import OneValueBatchNorm
+from pix2pix.paper import SETS
+from pix2pix.training.train import train
 
 from .conftest import tiny_config
 from .test_evaluate import city, segmenter  # noqa: F401 - the tiny Cityscapes-like data and its segmenter
@@ -117,7 +119,7 @@ def test_reproduce_can_train_without_scoring(city: Path, tmp_path: Path, capsys)
 def test_every_fcn_set_shares_one_barely_trained_control(tmp_path: Path) -> None:
     """Table 2 trains at batch 10, but its control is the same batch-1 run as Table 1's: the set's
     own overrides would make "L1 after 300 steps" a half-trained model there (300 x 10 images)."""
-    from pix2pix.reproduce import control_configs, row_config, run_name
+    from pix2pix.experiments.reproduce import control_configs, row_config, run_name
 
     def control(name: str):
         [(row, cfg)] = control_configs(SETS[name], tmp_path, "reduced")
@@ -133,8 +135,8 @@ def test_two_processes_share_a_sets_rows(city: Path, tmp_path: Path, capsys) -> 
     """A row another process is training is passed over (the next row is trained meanwhile), and
     the set is not called trained until it is done: `reproduce SET --train-only` run twice on
     two cores splits the rows between the two."""
-    from pix2pix.reproduce import row_config, run_name, status
-    from pix2pix.run import RunBusyError
+    from pix2pix.experiments.reproduce import row_config, run_name, status
+    from pix2pix.training.run import RunBusyError
 
     from .test_reliability import held_by_another_process
 
@@ -215,7 +217,7 @@ def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_pat
 
 
 def test_the_seeds_set_reuses_table1s_runs_and_reports_the_spread() -> None:
-    from pix2pix.reproduce import row_config, run_name, seed_spread
+    from pix2pix.experiments.reproduce import row_config, run_name, seed_spread
 
     def name(set_name: str, row: str) -> str:
         exp = SETS[set_name]
@@ -246,7 +248,7 @@ def test_the_seeds_set_reuses_table1s_runs_and_reports_the_spread() -> None:
 
 def test_reports_name_the_cpu_and_the_kernels_it_ran() -> None:
     """Reports from AVX2 and AVX-512 machines differ in their last digits: each says which it was."""
-    from pix2pix.reproduce import machine
+    from pix2pix.experiments.reproduce import machine
 
     described = machine()
     assert f"{torch.backends.cpu.get_cpu_capability()} kernels" in described
@@ -257,7 +259,7 @@ def test_reports_name_the_cpu_and_the_kernels_it_ran() -> None:
 
 
 def test_a_stopped_reproduce_says_to_run_the_same_command(city: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: F811
-    import pix2pix.reproduce as reproduce_module
+    import pix2pix.experiments.reproduce as reproduce_module
     from pix2pix.cli import main
 
     monkeypatch.setattr(reproduce_module, "train_row", lambda *args, **kwargs: False)  # as after a SIGTERM mid-row

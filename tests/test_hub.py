@@ -20,12 +20,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from pix2pix.checkpoint import LEGACY_WEIGHTS, MODEL_WEIGHTS, ModelCard, load_model, save_model
 from pix2pix.cli import main
 from pix2pix.config import TrainConfig
-from pix2pix.hub import PUBLISHED, model_card
-from pix2pix.networks import UNetGenerator
-from pix2pix.predict import Pix2Pix
+from pix2pix.hub.card import model_card
+from pix2pix.hub.folder import load_model, save_model
+from pix2pix.hub.model_config import LEGACY_WEIGHTS, MODEL_WEIGHTS, ModelCard
+from pix2pix.hub.published import PUBLISHED
+from pix2pix.inference.predict import Pix2Pix
+from pix2pix.models.networks import UNetGenerator
 from tests.data.test_download import Server
 from tests.test_reference import reference_generator
 
@@ -195,7 +197,7 @@ def test_a_repository_without_safetensors_is_refused(tmp_path: Path, monkeypatch
     pytest.importorskip("huggingface_hub")
     import huggingface_hub
 
-    from pix2pix.hub import HubError, snapshot
+    from pix2pix.hub.huggingface import HubError, snapshot
 
     folder = tmp_path / "snap"
     folder.mkdir()

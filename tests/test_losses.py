@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pix2pix.config import parse_objective
-from pix2pix.losses import adversarial_loss, discriminator_loss, generator_loss
+from pix2pix.models.losses import adversarial_loss, discriminator_loss, generator_loss
 
 LOG2 = math.log(2.0)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pix2pix.checkpoint import STATE_FILE
 from pix2pix.config import TrainConfig
-from pix2pix.train import config_for_resume, train
-from pix2pix.validation import higher_is_better, metric_names
+from pix2pix.training.checkpoint import STATE_FILE
+from pix2pix.training.train import config_for_resume, train
+from pix2pix.training.validation import higher_is_better, metric_names
 
 from .conftest import tiny_config
 
@@ -199,8 +199,8 @@ def test_perceptual_validation_uses_the_standard_files_checked_first(
 
     import torch
 
-    from pix2pix import features
-    from pix2pix.features import ALEXNET, FID_INCEPTION, LPIPS_ALEX_LINEAR, WeightsMissingError
+    from pix2pix.metrics import perceptual as features
+    from pix2pix.metrics.perceptual import ALEXNET, FID_INCEPTION, LPIPS_ALEX_LINEAR, WeightsMissingError
 
     watched = {**WATCHED, "max_steps": 4, "best_metric": "val_fid"}
     cfg = tiny_config(tiny_data, **watched, val_perceptual="fid,lpips,kid")

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from pix2pix.config import TrainConfig, parse_objective
-from pix2pix.networks import (
+from pix2pix.config import TrainConfig, parse_objective, unet_depth_for_size
+from pix2pix.models.networks import (
     SMALL_MAP_PIXELS,
     Down,
     PatchDiscriminator,
@@ -17,11 +17,11 @@ from pix2pix.networks import (
     ResnetGenerator,
     UNetGenerator,
     Up,
+    build_networks,
     count_parameters,
     init_weights,
-    unet_depth_for_size,
 )
-from pix2pix.train import build_networks, train_step
+from pix2pix.training.train import train_step
 
 # --- fidelity at paper settings (256 px, ngf = ndf = 64) ---
 

@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 
 from pix2pix import Pix2Pix
-from pix2pix.checkpoint import CheckpointError, load_model, save_model
-from pix2pix.networks import UNetGenerator, init_weights
-from pix2pix.predict import pad_to_multiple, run_generator
+from pix2pix.hub.folder import load_model, save_model
+from pix2pix.hub.model_config import CheckpointError
+from pix2pix.inference.generator import pad_to_multiple, run_generator
+from pix2pix.models.networks import UNetGenerator, init_weights
 
 
 @pytest.fixture
@@ -133,7 +134,7 @@ def test_broken_model_folders_give_clear_errors(model: Pix2Pix, tmp_path: Path) 
 
 
 def test_model_card_reads_old_folders_and_keeps_unknown_keys(tmp_path: Path) -> None:
-    from pix2pix.checkpoint import ModelCard
+    from pix2pix.hub.model_config import ModelCard
 
     torch.manual_seed(0)
     g = UNetGenerator(3, 3, base_channels=4, depth=5)

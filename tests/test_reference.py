@@ -17,7 +17,7 @@ from torch import nn
 
 from pix2pix import Pix2Pix
 from pix2pix.cli import main
-from pix2pix.reference import ReferenceImportError, convert_reference, load_reference_state
+from pix2pix.hub.reference import ReferenceImportError, convert_reference, load_reference_state
 
 # --- a minimal re-creation of the reference's generators ---------------------------------------
 

@@ -18,10 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from pix2pix.checkpoint import STATE_FILE, CheckpointError, load_model, load_state
 from pix2pix.cli import main
 from pix2pix.data.shapes import make_shapes_dataset
-from pix2pix.train import DiskFullError, TrainingDiverged, config_for_resume, train
+from pix2pix.hub.folder import load_model
+from pix2pix.hub.model_config import CheckpointError
+from pix2pix.training.checkpoint import STATE_FILE, load_state
+from pix2pix.training.run import DiskFullError
+from pix2pix.training.train import TrainingDiverged, config_for_resume, train
 
 from .conftest import tiny_config
 
@@ -313,7 +316,7 @@ def test_a_cut_last_log_line_is_dropped_on_resume(data: Path, tmp_path: Path) ->
 def held_by_another_process(run: Path) -> Iterator[subprocess.Popen]:
     """A second Python process holding `run`'s lock (as a trainer does) until killed."""
     code = (
-        "import sys, time; from pix2pix.run import exclusive\n"
+        "import sys, time; from pix2pix.training.run import exclusive\n"
         "with exclusive(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
     )
     holder = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pix2pix.cli import main
-from pix2pix.train import train
+from pix2pix.training.train import train
 
 from .conftest import chromium_driver, tiny_config
 

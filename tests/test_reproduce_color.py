@@ -12,7 +12,7 @@ from PIL import Image
 
 from pix2pix import metrics
 from pix2pix.cli import main
-from pix2pix.reproduce_color import COLOR_PROTOCOLS, color_configs, prepare_photos
+from pix2pix.experiments.reproduce_color import COLOR_PROTOCOLS, color_configs, prepare_photos
 
 from .conftest import shared_dataset
 

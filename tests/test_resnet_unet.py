@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 
 from pix2pix import Pix2Pix
-from pix2pix.checkpoint import save_model
 from pix2pix.cli import main
 from pix2pix.config import TrainConfig
-from pix2pix.features import sha256_of
-from pix2pix.networks import build_generator, count_parameters, init_weights
-from pix2pix.resnet_unet import (
+from pix2pix.hub.folder import save_model
+from pix2pix.metrics.perceptual import sha256_of
+from pix2pix.models.networks import build_generator, count_parameters, init_weights
+from pix2pix.models.resnet_unet import (
     EncoderWeightsError,
     ResNet18Encoder,
     ResNetUNetGenerator,
@@ -209,7 +209,7 @@ def test_model_folders_load_and_odd_sizes_are_padded_and_cropped(tmp_path: Path)
 def test_onnx_export_matches_torch(tmp_path: Path) -> None:
     for name in ("onnx", "onnxscript", "onnxruntime"):
         pytest.importorskip(name, reason=f'{name} is not installed: pip install "pix2pix[export]"')
-    from pix2pix.export import PARITY_TOLERANCE, OnnxGenerator, check_parity, float32_error, parity_tolerance
+    from pix2pix.inference.export import PARITY_TOLERANCE, OnnxGenerator, check_parity, float32_error, parity_tolerance
 
     folder = _model_folder(tmp_path)
     assert main(["export", "--model", str(folder), "--format", "onnx", str(tmp_path / "g.onnx")]) == 0
@@ -278,7 +278,7 @@ def test_the_encoder_file_is_loaded_and_its_hash_recorded(photos: Path, tmp_path
     other = tmp_path / "other.pth"
     torch.save(torchvision_state(seed=5), other)
     cfg = TrainConfig.from_dict({**config, "encoder_weights": str(other), "max_steps": 1})
-    from pix2pix.train import train
+    from pix2pix.training.train import train
 
     with pytest.raises(EncoderWeightsError, match="not the encoder_sha256"):
         train(cfg, tmp_path / "run2")

@@ -12,12 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from pix2pix.checkpoint import STATE_FILE, load_state
 from pix2pix.config import TrainConfig
 from pix2pix.data.aligned import AlignedDataset, Augment, DatasetError, EpochSampler
 from pix2pix.data.device import DeviceBatches
-from pix2pix.predict import Pix2Pix, run_generator
-from pix2pix.train import compile_mode, config_for_resume, train
+from pix2pix.inference.generator import run_generator
+from pix2pix.inference.predict import Pix2Pix
+from pix2pix.training.checkpoint import STATE_FILE, load_state
+from pix2pix.training.train import compile_mode, config_for_resume, train
 
 from .conftest import tiny_config
 

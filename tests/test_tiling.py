@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pix2pix import predict, tiling
 from pix2pix.cli import main
 from pix2pix.data.images import ImageError
-from pix2pix.networks import UNetGenerator
-from pix2pix.predict import Pix2Pix, run_generator
-from pix2pix.tiling import axis_plan, ramp_window, tile_starts, translate_tiled
+from pix2pix.inference import predict, tiling
+from pix2pix.inference.generator import run_generator
+from pix2pix.inference.predict import Pix2Pix
+from pix2pix.inference.tiling import axis_plan, ramp_window, tile_starts, translate_tiled
+from pix2pix.models.networks import UNetGenerator
 
 from .serve.test_demo import png_header_only, save_tiny_model
 

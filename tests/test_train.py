@@ -12,9 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pix2pix import checkpoint as ckpt
-from pix2pix.checkpoint import STATE_FILE, load_state
-from pix2pix.train import RunDirError, build_networks, config_for_resume, lr_factor, train
+from pix2pix.models.networks import build_networks
+from pix2pix.training import checkpoint as ckpt
+from pix2pix.training.checkpoint import STATE_FILE, load_state
+from pix2pix.training.run import RunDirError
+from pix2pix.training.train import config_for_resume, lr_factor, train
 
 from .conftest import shared_dataset, tiny_config
 

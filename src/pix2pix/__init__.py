@@ -9,7 +9,7 @@ Example:
     >>> photo = model.translate(label_map)              # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["Pix2Pix", "__version__"]
 
@@ -17,7 +17,7 @@ __all__ = ["Pix2Pix", "__version__"]
 def __getattr__(name: str) -> object:
     # loaded on first use: `pix2pix --help` and the command parsers need no torch
     if name == "Pix2Pix":
-        from .predict import Pix2Pix
+        from .inference.predict import Pix2Pix
 
         return Pix2Pix
     raise AttributeError(f"module 'pix2pix' has no attribute {name!r}")

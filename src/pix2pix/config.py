@@ -21,6 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .data import PREPROCESS
+
 OBJECTIVE_TERMS = ("l1", "l2", "gan", "cgan")
 GENERATORS = ("unet", "resnet", "resnet18-unet")
 # sides must be multiples of this: the U-Net's is 2**depth, the others' are fixed by their strides
@@ -32,9 +34,18 @@ def size_multiple(architecture: str, unet_depth: int) -> int:
     return FIXED_SIZE_MULTIPLES.get(architecture, 2**unet_depth)
 
 
+def unet_depth_for_size(size: int) -> int:
+    """Number of down/up levels so that a `size` px image reaches 1x1 at the bottleneck.
+
+    Example: ``unet_depth_for_size(256) == 8``, ``unet_depth_for_size(128) == 7``.
+    """
+    if size < 2 or size & (size - 1):
+        raise ValueError(f"U-Net size must be a power of two >= 2, got {size}")
+    return int(math.log2(size))
+
+
 NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
-PREPROCESS = ("resize_and_crop", "crop", "resize", "scale_width_and_crop", "scale_width", "none")
 CACHES = ("none", "memory", "device")
 PRECISIONS = ("fp32", "bf16")
 COMPILE_MODES = ("none", "default", "max-autotune")
@@ -499,8 +510,6 @@ class TrainConfig:
         """U-Net levels: as given, else the number that brings crop_size to 1x1."""
         if self.generator.unet_depth:
             return self.generator.unet_depth
-        from .networks import unet_depth_for_size
-
         return unet_depth_for_size(self.data.crop_size)
 
     def to_dict(self) -> dict[str, Any]:

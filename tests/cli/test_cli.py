@@ -216,7 +216,13 @@ def test_help_and_the_parsers_load_without_torch() -> None:
     assert "pix2pix.cli" in loaded and "torch" not in loaded
 
 
-TRAINING = ("pix2pix.train", "pix2pix.run", "pix2pix.losses", "pix2pix.distributed", "pix2pix.data.datasets")
+TRAINING = (
+    "pix2pix.training.train",
+    "pix2pix.training.run",
+    "pix2pix.models.losses",
+    "pix2pix.training.distributed",
+    "pix2pix.data.datasets",
+)
 
 
 def test_translate_and_serve_import_nothing_of_training(tmp_path: Path, tiny_data: Path) -> None:
@@ -229,5 +235,5 @@ def test_translate_and_serve_import_nothing_of_training(tmp_path: Path, tiny_dat
         f"'--out', {str(tmp_path / 'out')!r}]) == 0\n"
         f"from pix2pix.serve import make_server\nmake_server({str(model)!r}, port=0).server_close()"
     )
-    assert "pix2pix.predict" in loaded and "pix2pix.serve.demo" in loaded  # what ran
+    assert "pix2pix.inference.predict" in loaded and "pix2pix.serve.demo" in loaded  # what ran
     assert not [m for m in TRAINING if m in loaded]

@@ -10,14 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pix2pix.data.aligned import (
-    AlignedDataset,
-    Augment,
-    DatasetError,
-    EpochSampler,
-    check_aligned_folder,
-    split_folder,
-)
+from pix2pix.data.aligned import AlignedDataset, Augment, DatasetError, EpochSampler, check_aligned_folder, split_folder
 from pix2pix.data.images import ImageError, image_size, open_image, to_image, to_tensor
 from pix2pix.data.shapes import make_shapes_dataset
 

@@ -14,7 +14,7 @@ from pix2pix.cli import main
 from pix2pix.data.aligned import DatasetError
 from pix2pix.data.check import Requirements, check_dataset
 from pix2pix.data.images import ImageError
-from pix2pix.train import train
+from pix2pix.training.train import train
 
 from ..conftest import shared_dataset, tiny_config
 

@@ -24,7 +24,7 @@ from pix2pix.data.images import (
     write_picture,
 )
 from pix2pix.data.prepare import combine_folders, split_dataset
-from pix2pix.train import train
+from pix2pix.training.train import train
 
 from ..conftest import tiny_config
 

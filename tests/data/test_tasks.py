@@ -36,7 +36,7 @@ from pix2pix.data.labels import (
     train_ids_to_colors,
 )
 from pix2pix.data.photos import split_files
-from pix2pix.train import train
+from pix2pix.training.train import train
 
 from ..conftest import SHARED_DATA, shared_dataset, tiny_config
 

@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 
 from pix2pix import Pix2Pix
-from pix2pix.checkpoint import save_model
 from pix2pix.cli import main
-from pix2pix.networks import UNetGenerator
+from pix2pix.hub.folder import save_model
+from pix2pix.models.networks import UNetGenerator
 from pix2pix.serve import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_UPLOAD_BYTES,
@@ -205,7 +205,7 @@ def test_a_greyscale_model(tmp_path: Path) -> None:
 def test_a_resnet18_unet_colorization_model(tmp_path: Path) -> None:
     """Seed 003's generator in the demo: grey in (any size, padded to multiples of 32), colour
     out, the same image as the library gives."""
-    from pix2pix.resnet_unet import ResNetUNetGenerator
+    from pix2pix.models.resnet_unet import ResNetUNetGenerator
 
     torch.manual_seed(0)
     config = {
@@ -345,7 +345,7 @@ def test_a_map_drawn_with_the_demo_palette_scores_as_its_classes(name: str) -> N
 
 
 def test_palette_choice() -> None:
-    from pix2pix.checkpoint import ModelCard
+    from pix2pix.hub.model_config import ModelCard
 
     def card(palette: str | None = None) -> ModelCard:
         return ModelCard("unet", {"base_channels": 4, "depth": 5}, palette=palette)

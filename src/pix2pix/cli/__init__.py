@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import __version__
 from ..extras import MissingExtraError
+from ..version import __version__
 from . import data, data_tasks, evaluate, hub, inference, study, train
 
 

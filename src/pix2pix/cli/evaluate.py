@@ -10,7 +10,7 @@ from ..config import EVAL_TASKS as TASKS
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate_folders, evaluate_model
+    from ..evaluation.evaluate import evaluate_folders, evaluate_model
 
     perceptual = [m for m in (args.perceptual or "").split(",") if m]
     if args.real or args.fake:
@@ -81,7 +81,7 @@ def _print_result(result: dict, what: str, out: Path) -> int:
 
 
 def cmd_train_segmenter(args: argparse.Namespace) -> int:
-    from ..evaluate import train_segmenter
+    from ..evaluation.evaluate import train_segmenter
 
     out = Path(args.out)
     if (out / "config.json").exists() and not args.overwrite:
@@ -108,7 +108,8 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ..reproduce import SETS, reproduce
+    from ..experiments.reproduce import reproduce
+    from ..paper import SETS
 
     if args.list:
         for name, exp in SETS.items():
@@ -116,7 +117,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"{'colorization':13s} seed 003: plain pix2pix colorization vs the ResNet-18 U-Net (--data PHOTOS)")
         return 0
     if args.status:
-        from ..reproduce import status
+        from ..experiments.reproduce import status
 
         if args.name and args.name not in SETS:
             raise ValueError(f"--status: unknown set {args.name!r}; choose one of {', '.join(SETS)}")
@@ -126,7 +127,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not args.name or not args.data:
         raise ValueError("pix2pix reproduce needs NAME and --data DIR (see --list)")
     if args.name == "colorization":
-        from ..reproduce_color import reproduce_colorization
+        from ..experiments.reproduce_color import reproduce_colorization
 
         path = reproduce_colorization(
             args.data,

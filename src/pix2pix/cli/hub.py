@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from ..hub import push, read_metrics, stage, with_run_training
-    from ..predict import Pix2Pix
+    from ..hub.huggingface import push, read_metrics, stage, with_run_training
+    from ..inference.predict import Pix2Pix
 
     model = with_run_training(Pix2Pix.load(args.model), args.model)
     metrics = read_metrics(args.model, args.metrics)
@@ -27,7 +27,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_download_model(args: argparse.Namespace) -> int:
-    from ..hub import PUBLISHED, download_model, model_url, published_size
+    from ..hub.published import PUBLISHED, download_model, model_url, published_size
 
     if args.list:
         print(f"{'name':22s} {'task':38s} {'direction':9s} {'dataset':12s} size")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from ..predict import Pix2Pix, resolve_device
+    from ..data.device import resolve_device
+    from ..inference.predict import Pix2Pix
 
     # ONNX graphs are exported in eval mode, so that is the onnxruntime backend's only mode
     mode = args.mode or ("eval" if args.backend == "onnxruntime" else "paper")
@@ -19,7 +20,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
                 "--mode paper (dropout on, test-batch statistics) needs --backend torch: ONNX models are "
                 "exported in eval mode; drop --mode or pass --mode eval"
             )
-        from ..export import load_onnx
+        from ..inference.export import load_onnx
 
         model = load_onnx(args.model, device=args.device)
     else:
@@ -45,7 +46,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     )
     print(f"wrote {len(written)} image(s) to {args.out}")
     if args.html:
-        from ..predict import write_index
+        from ..inference.predict import write_index
 
         pick = model.input_half if half == "input" else half
         print(f"wrote {write_index(args.inputs, args.out, pick)}")
@@ -54,7 +55,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..data.images import is_image_file, list_images
-    from ..export import (
+    from ..inference.export import (
         EXPORT_PACKAGES,
         ONNX_OPSET,
         RUNTIME_PACKAGES,
@@ -63,7 +64,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         export_onnx,
         require,
     )
-    from ..predict import Pix2Pix, size_multiple
+    from ..inference.generator import size_multiple
+    from ..inference.predict import Pix2Pix
 
     check = args.check or bool(args.check_images)
     require(EXPORT_PACKAGES + (RUNTIME_PACKAGES if check else ()), "pix2pix export")
@@ -107,7 +109,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """The browser demo: a drawing page and the /translate API on --host:--port."""
-    from ..predict import Pix2Pix, resolve_device
+    from ..data.device import resolve_device
+    from ..inference.predict import Pix2Pix
     from ..serve import Limits, make_server, model_name
 
     limits = Limits(
@@ -146,7 +149,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_import_reference(args: argparse.Namespace) -> int:
-    from ..reference import import_reference
+    from ..hub.reference import import_reference
 
     config = import_reference(
         args.file, args.out, args.arch, args.norm, args.direction, dropout=args.dropout, overwrite=args.overwrite

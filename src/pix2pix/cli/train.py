@@ -35,7 +35,7 @@ def _given_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..train import config_for_resume, train
+    from ..training.train import config_for_resume, train
 
     overrides = _given_config(args)
     if args.resume:
@@ -63,8 +63,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The README's first command: a short run on builtin:shapes, then translate its val set."""
-    from ..predict import Pix2Pix
-    from ..train import train
+    from ..inference.predict import Pix2Pix
+    from ..training.train import train
 
     values = load_preset("shapes")
     if args.max_steps:
@@ -119,7 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..report import write_report
+    from ..training.report import write_report
 
     if not 0 <= args.smoothing < 1:
         raise ValueError(f"--smoothing {args.smoothing}: must be in [0, 1)")

@@ -5,3 +5,6 @@ parsers load without torch. Every training dataset yields dicts with `real_a` (t
 (no augmentation) or with (index, seed) from EpochSampler (seeded jitter), and can `render` a
 tensor of either side as an RGB image for sample grids.
 """
+
+# the names of --preprocess (the reference code's options): config.py offers them, aligned.py applies them
+PREPROCESS = ("resize_and_crop", "crop", "resize", "scale_width_and_crop", "scale_width", "none")

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from ..config import PREPROCESS
+from . import PREPROCESS
 from .check import CROPPING, Problem, Requirements, Sample, check_split, format_failure, list_samples, scale_width_size
 from .images import (
     ImageError,

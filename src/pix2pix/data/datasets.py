@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch.utils.data import Dataset
 
@@ -11,9 +11,6 @@ from .aligned import AlignedDataset, Augment
 from .colorize import ColorizationDataset
 from .folders import FoldersDataset
 from .inpaint import InpaintingDataset
-
-if TYPE_CHECKING:
-    from ..config import DataConfig
 
 # dataset_mode -> class; each takes (folder, direction, augment, in_channels, out_channels)
 DATASETS: dict[str, type[Dataset]] = {
@@ -40,8 +37,3 @@ def make_dataset(
     if mode not in DATASETS:
         raise ValueError(f"dataset_mode {mode!r} is not available; available: {', '.join(sorted(DATASETS))}")
     return DATASETS[mode](folder, direction, augment, in_channels, out_channels, **options)
-
-
-def dataset_options(data: DataConfig) -> dict[str, Any]:
-    """The mode-specific settings of a run's data section, as keyword arguments for `make_dataset`."""
-    return {name: getattr(data, name) for name in DATASET_OPTIONS.get(data.mode, ())}

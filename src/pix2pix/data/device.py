@@ -109,3 +109,16 @@ class DeviceBatches:
                 items = []
         if items:
             yield self.batch(items)
+
+
+def resolve_device(name: str) -> torch.device:
+    """A torch device from a flag: auto (cuda if present), cpu, cuda, cuda:N, mps."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: choose auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device

@@ -37,11 +37,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from . import metrics
-from .config import EVAL_TASKS
-from .data.aligned import split_folder
-from .data.images import list_images, open_image, split_pair, to_image, to_tensor
-from .data.labels import IGNORE, Palette, colors_to_ids, load_palette, to_train_ids, train_ids_to_colors
+from .. import metrics
+from ..config import EVAL_TASKS
+from ..data.aligned import split_folder
+from ..data.images import list_images, open_image, split_pair, to_image, to_tensor
+from ..data.labels import IGNORE, Palette, colors_to_ids, load_palette, to_train_ids, train_ids_to_colors
 
 TASKS = EVAL_TASKS
 SEGMENTER_TASK = "segmenter"
@@ -58,7 +58,7 @@ def _resize(img: Image.Image, size: int, resample: int = Image.BICUBIC) -> Image
     return img if img.size == (size, size) else img.resize((size, size), resample)
 
 
-def _to_unit(img: Image.Image) -> np.ndarray:
+def to_unit(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0  # (H, W, 3) in [0, 1]
 
 
@@ -85,7 +85,7 @@ def list_pairs(data: str | Path, split: str) -> list[Path]:
 
 
 def load_segmenter(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, Any]:
-    from .checkpoint import load_model
+    from ..hub.folder import load_model
 
     net, config = load_model(Path(path))
     if config.task != SEGMENTER_TASK:
@@ -127,9 +127,9 @@ def train_segmenter(
     void labels; Adam (lr 1e-3, betas 0.9 / 0.999) with the learning rate decayed linearly to 0;
     batch 4; `steps` default: 20 epochs of the training split. Writes a model folder
     (config.json with "task": "segmenter" + model.safetensors + a README.md card) and its val scores."""
-    from .checkpoint import save_model
-    from .networks import UNetGenerator, init_weights
-    from .predict import resolve_device
+    from ..data.device import resolve_device
+    from ..hub.folder import save_model
+    from ..models.networks import UNetGenerator, init_weights
 
     out = Path(out)
     pal = load_palette(palette)
@@ -189,7 +189,7 @@ def _decode_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The training photos (N, 3, S, S) and label ids (N, S, S, 255 = ignore), as uint8, decoded
     once (at 256 px the 2975 Cityscapes pairs take 0.6 GB)."""
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     photos, labels = [], []
     for path in progress_bar(files, "decode", progress):
@@ -210,7 +210,7 @@ def _segmenter_config(
     seconds: float,
 ) -> Any:
     """The segmenter's model card: a U-Net with a linear head, one score per class."""
-    from .checkpoint import ModelCard
+    from ..hub.model_config import ModelCard
 
     generator = {"in_channels": 3, "out_channels": pal.num_classes, "base_channels": channels, "depth": depth}
     generator |= {"norm": "batch", "dropout": 0.0, "output": "logits"}
@@ -227,13 +227,13 @@ def evaluate_segmenter(
     segmenter: str | Path, data: str | Path, split: str = "val", device: str = "auto", progress: bool = False
 ) -> dict[str, Any]:
     """The segmenter on the real photos of `split`: the FCN-score's ground-truth row."""
-    from .predict import resolve_device
+    from ..data.device import resolve_device
 
     net, config = load_segmenter(segmenter, resolve_device(device))
     pal = load_palette(config.palette or "cityscapes")
     size = config.crop_size
     hist = np.zeros((pal.num_classes, pal.num_classes + 1), dtype=np.int64)
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     for path in progress_bar(list_pairs(data, split), "score", progress):
         photo, label = _halves(path, config.extra.get("photo_half", "left"))
@@ -277,20 +277,20 @@ def evaluate_model(
 
     `mode` paper (default) runs G as the paper does at test time: dropout on and batch-1
     statistics (PAPER_NOTES: inference); `seed` fixes the dropout noise."""
-    from .predict import run_generator
+    from ..inference.generator import run_generator
 
     final = Path(out)
     if final.exists() and (not final.is_dir() or any(final.iterdir())) and not overwrite:
         raise EvaluationError(
             f"{final} already holds an evaluation; pass --overwrite to replace it whole, or choose another --out"
         )
-    setup = _Setup.make(model, task, segmenter, palette, size, perceptual, weights, device)
+    setup = Setup.make(model, task, segmenter, palette, size, perceptual, weights, device)
     files = list_pairs(data, split)[:limit]
     folder = final.parent / f".{final.name}.partial"  # moved to `final` when complete
     shutil.rmtree(folder, ignore_errors=True)  # what an interrupted evaluation left
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    scores, shown, started = _Scores(setup, bool(perceptual)), [], time.perf_counter()
-    from .progress import progress_bar
+    scores, shown, started = Scores(setup, bool(perceptual)), [], time.perf_counter()
+    from ..progress import progress_bar
 
     for i, path in enumerate(progress_bar(files, "evaluate", progress)):
         left, right = split_pair(open_image(path, "RGB"), path)
@@ -318,7 +318,7 @@ def evaluate_model(
     if setup.task == "label2photo":
         result["segmenter"] = str(segmenter)
     if perceptual:
-        from .features import perceptual_scores
+        from ..metrics.perceptual import perceptual_scores
 
         result["perceptual"] = perceptual_scores(
             scores.kept_real, scores.kept_fake, weights, tuple(perceptual), device=setup.device
@@ -350,7 +350,7 @@ def evaluate_folders(
     resized to `size`, with the metrics and page of evaluate_model. photo2label: both are colour
     label maps; label2photo: the FCN-score of `fake` against the label maps in `labels` (the
     inputs the photos were made from), with `segmenter`."""
-    from .predict import resolve_device
+    from ..data.device import resolve_device
 
     final = Path(out)
     if final.exists() and (not final.is_dir() or any(final.iterdir())) and not overwrite:
@@ -363,12 +363,12 @@ def evaluate_folders(
     dev = resolve_device(device)
     pal = load_palette(palette) if task != "image" else None
     seg_net = load_segmenter(segmenter, dev)[0] if task == "label2photo" else None
-    setup = _Setup(None, task, size, pal, seg_net, dev)
+    setup = Setup(None, task, size, pal, seg_net, dev)
     folder = final.parent / f".{final.name}.partial"
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    scores, shown, started = _Scores(setup, bool(perceptual)), [], time.perf_counter()
-    from .progress import progress_bar
+    scores, shown, started = Scores(setup, bool(perceptual)), [], time.perf_counter()
+    from ..progress import progress_bar
 
     for i, (name, real_path, fake_path, label_path) in enumerate(progress_bar(triples, "evaluate", progress)):
         target = _resize(open_image(real_path, "RGB"), size)
@@ -391,7 +391,7 @@ def evaluate_folders(
         "conventions": CONVENTIONS,
     }
     if perceptual:
-        from .features import perceptual_scores
+        from ..metrics.perceptual import perceptual_scores
 
         result["perceptual"] = perceptual_scores(
             scores.kept_real, scores.kept_fake, weights, tuple(perceptual), device=dev
@@ -441,7 +441,7 @@ CONVENTIONS = {
 
 
 @dataclass
-class _Setup:
+class Setup:
     """What an evaluation runs with: the model, the task, the size, the label palette and the
     FCN-score segmenter; checked before any image is translated."""
 
@@ -463,8 +463,9 @@ class _Setup:
         perceptual: tuple[str, ...] | list[str],
         weights: str | Path | None,
         device: str,
-    ) -> _Setup:
-        from .predict import Pix2Pix, resolve_device
+    ) -> Setup:
+        from ..data.device import resolve_device
+        from ..inference.predict import Pix2Pix
 
         if task not in TASKS:
             raise EvaluationError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -493,7 +494,7 @@ class _Setup:
                     f"scored at {size} px; train one at {size} px or pass --size {seg_config.crop_size}"
                 )
         if perceptual:
-            from .features import METRIC_WEIGHTS, find_weights
+            from ..metrics.perceptual import METRIC_WEIGHTS, find_weights
 
             unknown = sorted(set(perceptual) - set(METRIC_WEIGHTS))
             if unknown:
@@ -505,11 +506,11 @@ class _Setup:
         return cls(p2p, task, size, pal, seg_net, dev)
 
 
-class _Scores:
+class Scores:
     """The running sums of an evaluation: image metrics, confusion matrices (the outputs' labels,
     or the segmenter's on generated and on real photos) and colour histograms."""
 
-    def __init__(self, setup: _Setup, keep_images: bool) -> None:
+    def __init__(self, setup: Setup, keep_images: bool) -> None:
         self.setup, self.keep_images = setup, keep_images
         k = setup.palette.num_classes if setup.palette else 0
         self.k, self.count = k, 0
@@ -525,7 +526,7 @@ class _Scores:
         """Score one output against its target; returns the segmenter's labels of the output
         (label2photo), for the gallery."""
         setup, pal = self.setup, self.setup.palette
-        a, b = _to_unit(output), _to_unit(target)
+        a, b = to_unit(output), to_unit(target)
         self.count += 1
         self.sums["l1"] += metrics.l1(a, b)
         self.sums["l2"] += metrics.l2(a, b)
@@ -590,7 +591,7 @@ def _save_gallery(
     return {"file": name, **names}
 
 
-def _write_report(folder: Path, result: dict[str, Any], shown: list[dict[str, str]], scores: _Scores) -> None:
+def _write_report(folder: Path, result: dict[str, Any], shown: list[dict[str, str]], scores: Scores) -> None:
     """metrics.json, index.html and (for photos) histograms.npz."""
     lab, rgb = scores.lab, scores.rgb
     if "color" in result:

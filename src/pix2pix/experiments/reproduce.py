@@ -36,16 +36,17 @@ import platform
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import __version__
-from .config import TrainConfig, load_preset
-from .run import RunBusyError, exclusive
+from ..config import TrainConfig, load_preset
+from ..paper import SETS, ExperimentSet, Row
+from ..training.run import RunBusyError, exclusive
+from ..version import __version__
 
 PROTOCOLS = ("full", "reduced")
 REDUCED = {"crop_size": 128, "load_size": 143, "epochs": 1, "epochs_decay": 1}
@@ -53,177 +54,12 @@ REDUCED = {"crop_size": 128, "load_size": 143, "epochs": 1, "epochs_decay": 1}
 # recipe tried whose ground-truth row stands 0.10 class IoU above the controls; 15,000 widens
 # that margin and the gap between trained rows and the real photos (reports/fcn_controls_check.md)
 REDUCED_SEGMENTER_STEPS = 15000
-SCORES = ("pixel_acc", "class_acc", "class_iou")
 FCN_PROTOCOL = (
     "FCN-score protocol (not the paper's): the paper segments the outputs upsampled to 1024 x 2048 with "
     "the pretrained FCN-8s and scores against gtFine labelIds; here a U-Net segmenter trained on the real "
     "training photos segments them at the run's size, scored against label ids read from the colour "
     "label maps. Compare rows with each other and with the ground-truth row, not with the paper's values."
 )
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of a table: a training config (overrides of the set's preset) and the paper's
-    figures for it (None where the paper has none)."""
-
-    name: str
-    overrides: dict[str, Any]
-    paper: tuple[float, ...] | None = None
-    seed000: tuple[float, ...] | None = None  # seed 000's reproduction of the paper's figures, where it has one
-
-
-@dataclass(frozen=True)
-class ExperimentSet:
-    name: str
-    title: str
-    preset: str  # training preset the rows start from
-    task: str  # photo2label: scored against the label maps; label2photo: FCN-score
-    rows: tuple[Row, ...]
-    metric_names: tuple[str, ...] = SCORES
-    overrides: dict[str, Any] = field(default_factory=dict)  # applied to every row
-    ground_truth_paper: tuple[float, ...] | None = None  # label2photo: the segmenter on real photos
-    ground_truth_seed000: tuple[float, ...] | None = None
-    notes: str = ""
-
-    @property
-    def fcn_scored(self) -> bool:
-        """Scored by the FCN-score segmenter (labels -> photo with segmentation metrics); such
-        sets get the control rows. figure7 is labels -> photo scored by colour alone."""
-        return self.task == "label2photo" and bool(set(self.metric_names) & set(SCORES))
-
-
-L2P, P2L = "cityscapes_label2photo", "cityscapes_photo2label"
-FCN_GT = (0.80, 0.26, 0.21)
-LAB = ("hist_L", "hist_a", "hist_b")
-
-SETS: dict[str, ExperimentSet] = {
-    s.name: s
-    for s in (
-        ExperimentSet(
-            "table6",
-            "Table 6: Cityscapes photo -> labels, scored against the label maps",
-            P2L,
-            "photo2label",
-            (
-                Row("L1", {"objective": "l1"}, (0.86, 0.42, 0.35)),
-                Row("cGAN", {"objective": "cgan"}, (0.74, 0.28, 0.22)),
-                Row("L1+cGAN", {"objective": "l1+cgan"}, (0.83, 0.36, 0.29)),
-            ),
-        ),
-        ExperimentSet(
-            "table1",
-            "Table 1: losses, Cityscapes labels -> photo, FCN-scores",
-            L2P,
-            "label2photo",
-            (
-                Row("L1", {"objective": "l1"}, (0.42, 0.15, 0.11), (0.60, 0.20, 0.15)),
-                Row("GAN", {"objective": "gan"}, (0.22, 0.05, 0.01)),
-                Row("cGAN", {"objective": "cgan"}, (0.57, 0.22, 0.16), (0.66, 0.23, 0.18)),
-                Row("L1+GAN", {"objective": "l1+gan"}, (0.64, 0.20, 0.15)),
-                Row("L1+cGAN", {"objective": "l1+cgan"}, (0.66, 0.23, 0.17), (0.55, 0.20, 0.14)),
-            ),
-            ground_truth_paper=FCN_GT,
-            ground_truth_seed000=(0.76, 0.25, 0.20),
-        ),
-        ExperimentSet(
-            "table2",
-            "Table 2: U-Net vs encoder-decoder, Cityscapes labels -> photo, batch 10, FCN-scores",
-            L2P,
-            "label2photo",
-            (
-                Row("Encoder-decoder (L1)", {"objective": "l1", "skips": False}, (0.35, 0.12, 0.08)),
-                Row("Encoder-decoder (L1+cGAN)", {"objective": "l1+cgan", "skips": False}, (0.29, 0.09, 0.05)),
-                Row("U-Net (L1)", {"objective": "l1"}, (0.48, 0.18, 0.13)),
-                Row("U-Net (L1+cGAN)", {"objective": "l1+cgan"}, (0.55, 0.20, 0.14)),
-            ),
-            overrides={"batch_size": 10},
-            ground_truth_paper=FCN_GT,
-        ),
-        ExperimentSet(
-            "table3",
-            "Table 3: discriminator receptive field, Cityscapes labels -> photo, L1+cGAN, FCN-scores",
-            L2P,
-            "label2photo",
-            tuple(
-                Row(f"{rf}x{rf}", {"receptive_field": rf}, paper)
-                for rf, paper in (
-                    (1, (0.39, 0.15, 0.10)),
-                    (16, (0.65, 0.21, 0.17)),
-                    (70, (0.66, 0.23, 0.17)),
-                    (286, (0.42, 0.16, 0.11)),
-                )
-            ),
-            ground_truth_paper=FCN_GT,
-        ),
-        ExperimentSet(
-            "figure7",
-            "Figure 7: histogram intersection of output colour distributions with the real photos "
-            "(Lab), Cityscapes labels -> photo",
-            L2P,
-            "label2photo",
-            (
-                Row("L1", {"objective": "l1"}, (0.81, 0.69, 0.70)),
-                Row("cGAN", {"objective": "cgan"}, (0.87, 0.74, 0.84)),
-                Row("L1+cGAN", {"objective": "l1+cgan"}, (0.86, 0.84, 0.82)),
-                Row("PixelGAN (L1+cGAN, 1x1 D)", {"objective": "l1+cgan", "receptive_field": 1}, (0.83, 0.68, 0.78)),
-            ),
-            metric_names=LAB,
-        ),
-        ExperimentSet(
-            "losses",
-            "Seed 003's loss ablation (L1, L2, L1+L2, each with and without cGAN), Cityscapes "
-            "labels -> photo, FCN-scores (seed 003 ran it on facades, which is not available here)",
-            L2P,
-            "label2photo",
-            tuple(
-                Row(name + suffix, {"objective": objective + extra})
-                for name, objective in (("L1", "l1"), ("L2", "l2"), ("L1+L2", "l1+l2"))
-                for suffix, extra in (("", ""), ("+cGAN", "+cgan"))
-            ),
-            ground_truth_paper=FCN_GT,
-        ),
-        ExperimentSet(
-            "augmentation",
-            "Augmentation ablation (appendix 6.2's jitter and mirroring), Cityscapes labels -> photo, "
-            "L1+cGAN, FCN-scores",
-            L2P,
-            "label2photo",
-            (
-                Row("jitter + mirror (paper)", {}),
-                Row("mirror only", {"preprocess": "resize", "flip": True}),
-                Row("jitter only", {"flip": False}),
-                Row("none", {"preprocess": "resize", "flip": False}),
-            ),
-            ground_truth_paper=FCN_GT,
-        ),
-        ExperimentSet(
-            "batch_size",
-            "Batch-size ablation (appendix 6.2 uses 1, 4 and 10; seed 003 compares 1 with 32 on facades), "
-            "Cityscapes labels -> photo, L1+cGAN, FCN-scores",
-            L2P,
-            "label2photo",
-            tuple(Row(f"batch {b}", {"batch_size": b}) for b in (1, 4, 10, 32)),
-            ground_truth_paper=FCN_GT,
-        ),
-        ExperimentSet(
-            "seeds",
-            "Seed-to-seed spread: Table 1's L1 and L1+cGAN rows trained from three seeds, Cityscapes "
-            "labels -> photo, FCN-scores (how large a gap between two rows must be to mean anything)",
-            L2P,
-            "label2photo",
-            tuple(
-                Row(f"{name} (seed {seed})", {"objective": objective, "seed": seed}, paper)
-                for name, objective, paper in (
-                    ("L1", "l1", (0.42, 0.15, 0.11)),
-                    ("L1+cGAN", "l1+cgan", (0.66, 0.23, 0.17)),
-                )
-                for seed in (0, 1, 2)
-            ),
-            ground_truth_paper=FCN_GT,
-        ),
-    )
-}
 
 
 def row_config(
@@ -268,8 +104,8 @@ def run_name(cfg: TrainConfig) -> str:
 
 def train_row(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> bool:
     """Train (or resume) one row's run. Returns True when its schedule is complete."""
-    from .checkpoint import STATE_FILE
-    from .train import train
+    from ..training.checkpoint import STATE_FILE
+    from ..training.train import train
 
     done = run_dir / "done.json"
     if done.is_file():
@@ -305,8 +141,8 @@ def scores_file(run_dir: Path, task: str) -> Path:
 
 
 def _row_state(run_dir: Path, task: str) -> str:
-    from .report import read_log
-    from .run import trainer_of
+    from ..training.report import read_log
+    from ..training.run import trainer_of
 
     if scores_file(run_dir, task).is_file():
         return f"scored ({run_dir.name})"
@@ -446,7 +282,7 @@ def _segmenter(
     Named by its recipe: a segmenter of another recipe is another folder (and scores are redone)."""
     path = out / (f"segmenter-{size}px" + (f"-{steps}steps" if steps else ""))
     if not (path / "done.json").is_file():
-        from .evaluate import train_segmenter
+        from ..evaluation.evaluate import train_segmenter
 
         log(f"training the FCN-score segmenter in {path}")
         train_segmenter(data, path, size=size, steps=steps, device=device, progress=progress)
@@ -484,7 +320,7 @@ class _Scoring:
     progress: bool = False
 
     def scores(self, model: Path, where: Path) -> dict[str, Any]:
-        from .evaluate import evaluate_model
+        from ..evaluation.evaluate import evaluate_model
 
         path = scores_file(where, self.task)
         if path.is_file():
@@ -509,7 +345,7 @@ class _Scoring:
         return scores
 
     def row(self, row: Row, run_dir: Path, fit: bool = False) -> dict[str, Any]:
-        from .report import read_log, training_seconds
+        from ..training.report import read_log, training_seconds
 
         scores = self.scores(run_dir / "model", run_dir)
         trained = json.loads((run_dir / "done.json").read_text())
@@ -531,7 +367,7 @@ class _Scoring:
         at test time (no jitter, no mirroring) and run as at test time. Beside the val scores this
         shows overfitting, seed 003's case for augmentation and against L2: a model that fits
         its training photos much closer than the val photos."""
-        from .evaluate import evaluate_model
+        from ..evaluation.evaluate import evaluate_model
 
         path = run_dir / "fit-train.json"
         if not path.is_file():
@@ -558,8 +394,10 @@ class _Scoring:
         """A generator whose weights are all zero: tanh(0) = 0, mid-grey, whatever the input. Its
         card carries the set's direction: evaluation reads the input and the real photo by it,
         and the default (AtoB) would score labels segmented from the Cityscapes photo half."""
-        from .checkpoint import ModelCard, save_model
-        from .networks import UNetGenerator, unet_depth_for_size
+        from ..config import unet_depth_for_size
+        from ..hub.folder import save_model
+        from ..hub.model_config import ModelCard
+        from ..models.networks import UNetGenerator
 
         if not (folder / "model" / "config.json").is_file():
             depth = unet_depth_for_size(self.size)

@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import __version__, metrics
-from .config import TrainConfig, load_preset
+from .. import metrics
+from ..config import TrainConfig, load_preset
+from ..version import __version__
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,8 @@ def prepare_photos(
     """OUT/photos-...: the photos of `data` as SIZE x SIZE PNG in train/ and val/, written once.
     `half` cuts aligned pairs (Cityscapes: left, the photo); val comes from data's val/ or test/,
     else from a seeded 10 % of the photos."""
-    from .data.aligned import split_folder
-    from .data.images import ImageError, list_images, open_image
+    from ..data.aligned import split_folder
+    from ..data.images import ImageError, list_images, open_image
 
     if half not in PHOTO_HALVES:
         raise ValueError(f"--photo-half {half!r}: choose one of {', '.join(PHOTO_HALVES)}")
@@ -169,29 +170,30 @@ def score_models(
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, list[Image.Image]]]:
     """Scores of each model folder (None: the grey control) on the val photos, summed as
-    `pix2pix evaluate` sums them (evaluate._Scores), with the colourfulness of each output; also
+    `pix2pix evaluate` sums them (evaluate.Scores), with the colourfulness of each output; also
     the real photos' histograms and colourfulness, and the first 4 outputs of each for a strip."""
-    from .data.color import grey_image
-    from .evaluate import _Scores, _Setup, _to_unit
-    from .features import PerceptualScorer, WeightsMissingError
-    from .predict import Pix2Pix, resolve_device
+    from ..data.color import grey_image
+    from ..data.device import resolve_device
+    from ..evaluation.evaluate import Scores, Setup, to_unit
+    from ..inference.predict import Pix2Pix
+    from ..metrics.perceptual import PerceptualScorer, WeightsMissingError
 
     try:  # FID/KID only with the standard weights, loaded once for every model
         scorer: PerceptualScorer | None = PerceptualScorer(weights, ("fid", "kid"), device)
     except WeightsMissingError:
         scorer = None
-    setup = _Setup(None, "image", 0, None, None, resolve_device(device))
+    setup = Setup(None, "image", 0, None, None, resolve_device(device))
     photos = [Image.open(p).convert("RGB") for p in val]
     results, strips, real_hist = {}, {}, {}
     for name, folder in models.items():
         log(f"[colorization] scoring {name}")
         model = Pix2Pix.load(folder, device) if folder is not None else None
-        scores, colourfulness, shown = _Scores(setup, scorer is not None), [], []
+        scores, colourfulness, shown = Scores(setup, scorer is not None), [], []
         started = time.perf_counter()
         for i, photo in enumerate(photos):
             out = model.translate(photo, mode="paper", seed=i) if model else grey_image(photo).convert("RGB")
             scores.add(photo, out, photo)
-            colourfulness.append(metrics.colourfulness(_to_unit(out)))
+            colourfulness.append(metrics.colourfulness(to_unit(out)))
             if i < 4:
                 shown.append(out)
         found = scores.result("zero")
@@ -211,7 +213,7 @@ def score_models(
             results[name].update(fid=fk["fid"], kid=fk["kid_mean"])
         strips[name] = shown
     strips["real photo"] = photos[:4]
-    real_colour = float(np.mean([metrics.colourfulness(_to_unit(p)) for p in photos]))
+    real_colour = float(np.mean([metrics.colourfulness(to_unit(p)) for p in photos]))
     truth = {"colourfulness": real_colour, "hist": {k: v.tolist() for k, v in real_hist.items()}}
     return results, truth, strips
 
@@ -294,7 +296,7 @@ def _rows(plain: TrainConfig, enhanced: TrainConfig, runs: dict[str, Path], per_
 
     def facts(run: Path, step: int | None = None) -> dict[str, Any]:
         """Steps and training seconds (summed over resumed processes) up to `step`, as logged."""
-        from .report import read_log, training_seconds
+        from ..training.report import read_log, training_seconds
 
         upto = [r for r in read_log(run) if "time" in r and (step is None or r["step"] <= step)]
         steps = step if step is not None else (upto[-1]["step"] if upto else None)
@@ -317,7 +319,7 @@ def _rows(plain: TrainConfig, enhanced: TrainConfig, runs: dict[str, Path], per_
 
 
 def _encoder_note(run: Path) -> str:
-    from .resnet_unet import KNOWN_ENCODERS
+    from ..models.resnet_unet import KNOWN_ENCODERS
 
     cfg = json.loads((run / "config.json").read_text())
     sha = cfg.get("encoder_sha256", "")

@@ -39,8 +39,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import MODEL_CONFIG, CheckpointError, ModelCard, build_generator, save_model
-from .networks import dropout_levels
+from ..models.networks import dropout_levels
+from .folder import build_generator, save_model
+from .model_config import MODEL_CONFIG, CheckpointError, ModelCard
 
 REFERENCE_REPO = "junyanz/pytorch-CycleGAN-and-pix2pix"
 # --netG of the reference -> (our architecture, U-Net levels or residual blocks)

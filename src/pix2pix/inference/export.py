@@ -34,11 +34,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__, extras
-from .checkpoint import CheckpointError, ModelCard, _fsync_replace
-from .data.images import mode_for_channels, open_image, to_tensor
-from .extras import MissingExtraError  # noqa: F401 - raised by require, named in docs
-from .predict import Pix2Pix, generator_mode, run_generator, size_multiple
+from .. import extras
+from ..data.images import mode_for_channels, open_image, to_tensor
+from ..extras import MissingExtraError  # noqa: F401 - raised by require, named in docs
+from ..hub.folder import fsync_replace
+from ..hub.model_config import CheckpointError, ModelCard
+from ..version import __version__
+from .generator import generator_mode, run_generator, size_multiple
+from .predict import Pix2Pix
 
 ONNX_OPSET = 18  # the dynamo exporter's own default; ONNX Runtime >= 1.14 runs it
 PARITY_TOLERANCE = 1e-4  # max |ORT - PyTorch| accepted in eval mode, for the paper's U-Net at 256 px
@@ -126,7 +129,7 @@ def export_onnx(
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=out.name + ".") as tmp:
         tmp_file = Path(tmp) / out.name
         program.save(tmp_file, external_data=False)  # < 2 GB: one file, weights included
-        _fsync_replace(tmp_file, out)
+        fsync_replace(tmp_file, out)
     return out
 
 
@@ -252,7 +255,7 @@ def check_parity(
     for path in images:
         img = open_image(Path(path), "RGB").convert(mode_for_channels(in_channels))
         inputs.append((str(path), to_tensor(img)[None]))
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     results, exact_generator = [], copy.deepcopy(generator).double()
     for source, x in progress_bar(inputs, "parity", progress, unit="input"):

@@ -25,13 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .checkpoint import ModelCard, load_model
-from .data.color import image_to_l_ab, l_ab_to_image
-from .data.images import (
+from ..data.color import image_to_l_ab, l_ab_to_image
+from ..data.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
     Picture,
@@ -50,89 +48,10 @@ from .data.images import (
     to_tensor,
     write_picture,
 )
+from ..hub.folder import load_model
+from ..hub.model_config import ModelCard
+from .generator import run_generator
 from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, max_tile_for, translate_tiled, untiled_bytes
-
-MODES = ("paper", "eval")
-
-
-@contextlib.contextmanager
-def generator_mode(generator: nn.Module, mode: str) -> Iterator[nn.Module]:
-    """Put G in the paper's inference mode or in eval mode, restoring its state afterwards.
-
-    In paper mode batch norm uses the batch's statistics without touching the running ones.
-    """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    was_training = generator.training
-    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    tracked = [m.track_running_stats for m in norms]
-    try:
-        if mode == "paper":
-            generator.train()
-            for m in norms:
-                m.track_running_stats = False  # batch statistics, running ones left as they are
-        else:
-            generator.eval()
-        yield generator
-    finally:
-        for m, t in zip(norms, tracked):
-            m.track_running_stats = t
-        generator.train(was_training)
-
-
-def size_multiple(generator: nn.Module) -> int:
-    return int(getattr(generator, "size_multiple", 1))
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Pad (B, C, H, W) on all sides so H and W are multiples; returns the crop box (top, left, H, W).
-
-    Reflection padding (no hard border for the network to see) where the image is large enough,
-    replication otherwise.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    top, left = ph // 2, pw // 2
-    pads = (left, pw - left, top, ph - top)
-    if ph or pw:
-        mode = "reflect" if max(pads[:2]) < w and max(pads[2:]) < h else "replicate"
-        x = F.pad(x, pads, mode=mode)
-    return x, (top, left, h, w)
-
-
-def resolve_device(name: str) -> torch.device:
-    """A torch device from a flag: auto (cuda if present), cpu, cuda, cuda:N, mps."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device {name!r}: choose auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return device
-
-
-def run_generator(generator: nn.Module, x: torch.Tensor, mode: str = "paper", seed: int | None = None) -> torch.Tensor:
-    """G(x) for a batch (B, C_in, H, W) of any H, W, in [-1, 1]; returns (B, C_out, H, W)."""
-    multiple = size_multiple(generator)
-    # a generator without parameters (export.OnnxGenerator, ONNX Runtime) takes CPU tensors
-    device = next((p.device for p in generator.parameters()), torch.device("cpu"))
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.inference_mode())
-        stack.enter_context(generator_mode(generator, mode))
-        if seed is not None:
-            devices = [device] if device.type == "cuda" else []
-            stack.enter_context(torch.random.fork_rng(devices=devices))
-            torch.manual_seed(seed)
-        # paper mode: one image per batch, the paper's batch-1 test statistics
-        chunks = x.split(1) if mode == "paper" else [x]
-        outputs = []
-        for chunk in chunks:
-            padded, (top, left, h, w) = pad_to_multiple(chunk.to(device), multiple)
-            out = generator(padded)
-            outputs.append(out[:, :, top : top + h, left : left + w].float().cpu())
-    return torch.cat(outputs)
 
 
 class Pix2Pix:
@@ -173,12 +92,12 @@ class Pix2Pix:
         """A local model folder (or run directory), else a Hugging Face Hub repository id
         ("user/name") fetched into the Hub cache (needs the `hub` extra; safetensors only, nothing
         is unpickled). Offline (HF_HUB_OFFLINE=1) a repository already in the cache loads."""
-        from .extras import MissingExtraError
+        from ..extras import MissingExtraError
 
         path = Path(id_or_path)
         if path.exists() or str(id_or_path).startswith((".", "/", "~")):
             return cls.load(path, device)
-        from .hub import HubError, snapshot
+        from ..hub.huggingface import HubError, snapshot
 
         try:
             folder = snapshot(str(id_or_path), revision, cache_dir, token)
@@ -196,7 +115,7 @@ class Pix2Pix:
     ) -> str:
         """Upload this model (config.json, model.safetensors, a generated README.md card and
         `metrics` from `pix2pix evaluate`, if given) to the Hub; returns the commit URL."""
-        from .hub import push
+        from ..hub.huggingface import push
 
         return push(self, repo_id, private, token, metrics, license)
 
@@ -298,7 +217,7 @@ class Pix2Pix:
         plan = _Plan(mode, seed, bit_depth, tile, overlap, max_memory, log or (lambda line: None))
         batch: list[_Item] = []
         written = []
-        from .progress import progress_bar
+        from ..progress import progress_bar
 
         with _Loader(self, jobs, half, max_pixels) as loader, progress_bar(len(jobs), "translate", progress) as bar:
 

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .generator import generator_mode, size_multiple
+
 DEFAULT_OVERLAP = 64  # px shared by neighbouring tiles
 DEFAULT_MAX_MEMORY = 3 * 2**30  # bytes an untiled pass may take before tiling is chosen
 
@@ -185,8 +187,6 @@ def translate_tiled(
     gets the tile size and count that cover it with the fewest pixels. As many tiles of a row
     run as one batch as a third of `max_memory` holds. `x` may be stored compactly (uint8 or
     uint16 as decoded): `scale` maps a crop of it to the generator's float input in [-1, 1]."""
-    from .predict import generator_mode, size_multiple
-
     multiple = max(size_multiple(generator), 1)
     max_tile = (
         max_tile_for(generator, max_memory) if tile is None else max(multiple, math.ceil(tile / multiple) * multiple)

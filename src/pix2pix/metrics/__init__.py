@@ -128,7 +128,7 @@ RGB_BINS = np.arange(0, 256 + 1)
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) sRGB in [0, 1] -> CIE Lab (D65), L in [0, 100]."""
-    from .data.color import rgb_to_lab as _rgb_to_lab
+    from ..data.color import rgb_to_lab as _rgb_to_lab
 
     t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
     return _rgb_to_lab(t).permute(1, 2, 0).numpy().astype(np.float64)

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import fid_from_features, kernel_distance
+from . import fid_from_features, kernel_distance
 
 # --- the standard weight files ------------------------------------------------------------------
 

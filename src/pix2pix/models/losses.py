@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import Objective
+from ..config import Objective
 
 
 def adversarial_loss(logits: torch.Tensor, real: bool, gan_mode: str) -> torch.Tensor:

@@ -8,37 +8,24 @@ Notation: Ck = Conv-Norm-ReLU with k filters, CDk = Conv-Norm-Dropout(0.5)-ReLU;
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import FIXED_SIZE_MULTIPLES
+from ..config import FIXED_SIZE_MULTIPLES
+from .norms import OneValueBatchNorm, norm_layer
 from .resnet_unet import ResNetUNetGenerator
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
+    from ..config import TrainConfig
 
-NORMS = {
-    # batch: the paper's choice; with batch 1 at test time it acts as instance norm (section 3.3)
-    "batch": functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True),
-    "instance": functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False),
-    "none": lambda channels: nn.Identity(),
-}
 
 # Receptive field of the PatchGAN (section 4.4, Table 3) -> number of stride-2 conv layers
 # of the reference NLayerDiscriminator. 1 is the PixelGAN (1x1 convs), a different net.
 PATCH_LAYERS = {16: 1, 34: 2, 70: 3, 142: 4, 286: 5}
 RECEPTIVE_FIELDS = (1, *PATCH_LAYERS)
-
-
-def _norm(kind: str, channels: int) -> nn.Module:
-    if kind not in NORMS:
-        raise ValueError(f"unknown norm {kind!r}; choose one of {sorted(NORMS)}")
-    return NORMS[kind](channels)
 
 
 def _conv_bias(norm: str, conv_bias: bool | None = None) -> bool:
@@ -48,36 +35,6 @@ def _conv_bias(norm: str, conv_bias: bool | None = None) -> bool:
     # so its `none` models have no conv biases at all; conv_bias=False builds that layout
     # (import-reference --norm none). The parameter counts of the tests depend on this rule.
     return norm != "batch" if conv_bias is None else conv_bias
-
-
-class OneValueBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d that also runs where a channel has a single value in the batch (the 1x1
-    bottleneck at batch 1), as the paper's first version did: normalising one value gives 0, so
-    the output is the layer's shift, whatever the input (the reason its errata removed this
-    norm). PyTorch's BatchNorm2d refuses such a batch; the running mean follows the batch as
-    usual, the running variance (undefined for one value) is left as it is. Same state dict."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or x.numel() // x.shape[1] > 1:
-            return super().forward(x)
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                self.running_mean.lerp_(x.detach().mean(dim=(0, 2, 3)), self.momentum)
-        normalised = torch.zeros_like(x)  # (x - mean) / std of one value: 0, and no gradient to x
-        if not self.affine:
-            return normalised
-        return normalised * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-
-
-def unet_depth_for_size(size: int) -> int:
-    """Number of down/up levels so that a `size` px image reaches 1x1 at the bottleneck.
-
-    Example: ``unet_depth_for_size(256) == 8``, ``unet_depth_for_size(128) == 7``.
-    """
-    if size < 2 or size & (size - 1):
-        raise ValueError(f"U-Net size must be a power of two >= 2, got {size}")
-    return int(math.log2(size))
 
 
 # At or below this many pixels (16x16) per input map, the CPU runs the U-Net's 4x4 stride-2
@@ -204,7 +161,7 @@ class UNetGenerator(nn.Module):
             elif i == depth - 1 and norm == "batch":
                 layers = [nn.LeakyReLU(0.2), conv, OneValueBatchNorm(channels[i])]  # as first published
             else:
-                layers = [nn.LeakyReLU(0.2), conv, _norm(norm, channels[i])]
+                layers = [nn.LeakyReLU(0.2), conv, norm_layer(norm, channels[i])]
             self.encoder.append(nn.Sequential(*layers))
 
         # Decoder level j (0 = bottleneck) maps to the size of encoder level depth-2-j.
@@ -216,7 +173,7 @@ class UNetGenerator(nn.Module):
             layers = [
                 nn.ReLU(),
                 Up(c_in, c_out, bias),
-                _norm(norm, c_out),
+                norm_layer(norm, c_out),
             ]
             if dropout > 0 and dropout_first_level <= j < dropout_first_level + dropout_levels:
                 layers.append(nn.Dropout(dropout))
@@ -259,12 +216,12 @@ class ResnetBlock(nn.Module):
         layers = [
             nn.ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3, bias=bias),
-            _norm(norm, channels),
+            norm_layer(norm, channels),
             nn.ReLU(),
         ]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), _norm(norm, channels)]
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), norm_layer(norm, channels)]
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -293,20 +250,20 @@ class ResnetGenerator(nn.Module):
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_channels, c, 7, bias=bias),
-            _norm(norm, c),
+            norm_layer(norm, c),
             nn.ReLU(),
         ]
         for mult in (1, 2):  # two stride-2 downsamplings: (B, 4c, H/4, W/4)
             layers += [
                 nn.Conv2d(c * mult, c * mult * 2, 3, stride=2, padding=1, bias=bias),
-                _norm(norm, c * mult * 2),
+                norm_layer(norm, c * mult * 2),
                 nn.ReLU(),
             ]
         layers += [ResnetBlock(c * 4, norm, dropout, bias) for _ in range(blocks)]
         for mult in (4, 2):
             layers += [
                 nn.ConvTranspose2d(c * mult, c * mult // 2, 3, stride=2, padding=1, output_padding=1, bias=bias),
-                _norm(norm, c * mult // 2),
+                norm_layer(norm, c * mult // 2),
                 nn.ReLU(),
             ]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(c, out_channels, 7), nn.Tanh()]
@@ -355,7 +312,7 @@ class PatchDiscriminator(nn.Module):
                 nn.Conv2d(in_channels, c, 1),
                 nn.LeakyReLU(leaky_slope),
                 nn.Conv2d(c, 2 * c, 1, bias=bias),
-                _norm(norm, 2 * c),
+                norm_layer(norm, 2 * c),
                 nn.LeakyReLU(leaky_slope),
                 nn.Conv2d(2 * c, 1, 1, bias=bias),
             ]
@@ -368,7 +325,7 @@ class PatchDiscriminator(nn.Module):
                 stride = 2 if n < n_layers else 1
                 layers += [
                     nn.Conv2d(c_prev, c_next, 4, stride=stride, padding=1, bias=bias),
-                    _norm(norm, c_next),
+                    norm_layer(norm, c_next),
                     nn.LeakyReLU(leaky_slope),
                 ]
                 c_prev = c_next

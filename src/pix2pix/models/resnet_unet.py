@@ -31,8 +31,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import FIXED_SIZE_MULTIPLES
-from .features import sha256_of
+from ..config import FIXED_SIZE_MULTIPLES
+from ..data.download import sha256_file
+from .norms import OneValueBatchNorm, norm_layer
 
 # Recognised files, by the SHA-256 prefix that torchvision puts in their names (torch.hub checks
 # downloads against the same prefix).
@@ -51,16 +52,12 @@ def stage_channels(width: int = 64) -> tuple[int, ...]:
 def _norm(kind: str, channels: int) -> nn.Module:
     """The decoder's norm (--norm); batch norm also where a channel has one value in the batch
     (1 x 1 at 1/32 of a 32 px image at batch 1), as the encoder's."""
-    from .networks import _norm as norm
-
-    return _bn(channels) if kind == "batch" else norm(kind, channels)
+    return _bn(channels) if kind == "batch" else norm_layer(kind, channels)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
     """BatchNorm2d (the same parameters and state dict) that does not refuse one value per
     channel, which training and paper-mode inference meet at 1/32 of small images."""
-    from .networks import OneValueBatchNorm
-
     return OneValueBatchNorm(channels)
 
 
@@ -271,7 +268,7 @@ def read_encoder_weights(path: str | Path, in_channels: int) -> EncoderWeights:
             raise EncoderWeightsError(f"{path}: {key} holds NaN or infinite values")
     state = {k: state[k].to(want.dtype) for k, want in expected.items()}  # num_batches_tracked: int64
     state["conv1.weight"] = _fit_stem(state["conv1.weight"], in_channels)
-    return EncoderWeights(str(path), sha256_of(path), state)
+    return EncoderWeights(str(path), sha256_file(Path(path)), state)
 
 
 def load_encoder(generator: ResNetUNetGenerator, weights: EncoderWeights) -> None:

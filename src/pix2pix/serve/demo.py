@@ -35,8 +35,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..checkpoint import ModelCard
-from ..predict import MODES, Pix2Pix, size_multiple
+from ..hub.model_config import ModelCard
+from ..inference.generator import MODES, size_multiple
+from ..inference.predict import Pix2Pix
 from .http import JsonHandler, JsonServer, RequestError
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MiB

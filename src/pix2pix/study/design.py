@@ -168,7 +168,7 @@ class CreateSummary:
         return "\n".join(lines)
 
 
-def _utc_now() -> str:
+def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -336,7 +336,7 @@ def create_study(
         "format": STUDY_FORMAT,
         "version": STUDY_VERSION,
         "id": secrets.token_hex(6),
-        "created": _utc_now(),
+        "created": utc_now(),
         "question": QUESTION,
         "answer": "the side the participant picked as fake; judged real = picked the real image",
         "pairing": pairing,

@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .design import SIDES, Protocol, Study, StudyError, Trial, _utc_now, load_study
+from .design import SIDES, Protocol, Study, StudyError, Trial, load_study, utc_now
 
 try:  # POSIX: one server per study folder
     import fcntl
@@ -430,7 +430,7 @@ class StudyStore:
                 template=template,
                 protocol=protocol,
                 code=secrets.token_hex(4).upper(),
-                started=_utc_now(),
+                started=utc_now(),
                 trials=self.study.session_trials(method, template, protocol.practice, protocol.trials),
                 last_activity=time.time(),
             )
@@ -516,7 +516,7 @@ class StudyStore:
                     "correct": answer == trial.fake_side,
                     "response_ms": response_ms,
                     "exposure_ms": exposure_ms,
-                    "time": _utc_now(),
+                    "time": utc_now(),
                 }
                 _append_or_refuse(
                     self.responses_path, recorded, "the answer"

@@ -248,7 +248,7 @@ def _data_uri(path: Path) -> str:
 
 
 def _config_table(config: dict[str, Any]) -> str:
-    from .config import FIELDS, TrainConfig
+    from ..config import FIELDS, TrainConfig
 
     defaults = TrainConfig().to_dict()
     rows = []

@@ -29,18 +29,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from . import __version__, distributed
-from .checkpoint import (
-    FORMAT_VERSION,
-    STATE_FILE,
-    CheckpointError,
-    ModelCard,
-    rng_state,
-    save_model,
-    save_state,
-    set_rng_state,
-)
-from .config import TrainConfig
+from ..config import TrainConfig
+from ..hub.folder import save_model
+from ..hub.model_config import CheckpointError, ModelCard
+from ..version import __version__
+from . import distributed
+from .checkpoint import FORMAT_VERSION, STATE_FILE, rng_state, save_state, set_rng_state
 
 RUN_FILES = ("config.json", "log.jsonl", STATE_FILE, "model", "samples")
 # what monitor.py and report.py add: cleared with the rest when a run starts over (--overwrite)

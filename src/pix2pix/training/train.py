@@ -28,16 +28,17 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..config import DataConfig, Objective, OptimConfig, SpeedConfig, TrainConfig, resumable_keys, size_multiple
+from ..data.aligned import Augment, DatasetError, EpochSampler, split_folder
+from ..data.datasets import DATASET_OPTIONS, make_dataset
+from ..data.device import resolve_device
+from ..inference.generator import run_generator
+from ..models.losses import discriminator_loss, generator_loss
+from ..models.networks import build_networks
+from ..models.resnet_unet import EncoderWeights, EncoderWeightsError, load_encoder, read_encoder_weights
 from . import distributed
 from .checkpoint import STATE_FILE, load_state
-from .config import Objective, OptimConfig, SpeedConfig, TrainConfig, resumable_keys, size_multiple
-from .data.aligned import Augment, DatasetError, EpochSampler, split_folder
-from .data.datasets import dataset_options, make_dataset
-from .losses import discriminator_loss, generator_loss
 from .monitor import Monitor
-from .networks import build_networks
-from .predict import resolve_device, run_generator
-from .resnet_unet import EncoderWeights, EncoderWeightsError, load_encoder, read_encoder_weights
 from .run import (
     DiskFullError,
     RunDir,
@@ -369,7 +370,7 @@ def resolve_data(cfg: TrainConfig, run_dir: Path) -> Path:
         name = cfg.run.data.removeprefix("builtin:")
         if name != "shapes":
             raise ValueError(f"unknown builtin dataset {name!r}; available: builtin:shapes")
-        from .data.shapes import make_shapes_dataset
+        from ..data.shapes import make_shapes_dataset
 
         folder = run_dir / "data"
         if not (folder / "train").is_dir():
@@ -388,7 +389,7 @@ def resolve_data(cfg: TrainConfig, run_dir: Path) -> Path:
 def _refuse_folders_layout(cfg: TrainConfig, root: Path) -> None:
     if cfg.data.mode != "aligned":
         return
-    from .data.check import detect_layout
+    from ..data.check import detect_layout
 
     for split in ("train", "val"):
         folder = split_folder(root, split)
@@ -397,6 +398,11 @@ def _refuse_folders_layout(cfg: TrainConfig, root: Path) -> None:
                 f"{folder} holds A/ and B/ folders (the paired-folders layout), not side-by-side pairs; "
                 "training it as aligned pairs would cut every image in half. Pass --dataset-mode folders"
             )
+
+
+def dataset_options(data: DataConfig) -> dict[str, Any]:
+    """The mode-specific settings of a run's data section, as keyword arguments for `make_dataset`."""
+    return {name: getattr(data, name) for name in DATASET_OPTIONS.get(data.mode, ())}
 
 
 def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[Dataset, Dataset]:
@@ -425,8 +431,8 @@ def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[
     channels = (data.in_channels, data.out_channels)
     dataset = make_dataset(data.mode, split_folder(root, "train"), data.direction, augment, *channels, **options)
     if cfg.speed.cache in ("memory", "device") and main:
-        from .data.cache import cache_bytes
-        from .data.check import human_bytes
+        from ..data.cache import cache_bytes
+        from ..data.check import human_bytes
 
         seconds, size = time.perf_counter() - started, human_bytes(cache_bytes(dataset.cache))
         where = "memory" if cfg.speed.cache == "memory" else "memory, for the training device (--cache device)"
@@ -546,7 +552,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, progr
         dataset, val_set = build_datasets(cfg, run_dir, world.main)  # fails before the run dir is touched
         device_pairs = None
         if cfg.speed.cache == "device":  # on the device before the run dir is touched, too (sizes, memory)
-            from .data.device import DeviceBatches
+            from ..data.device import DeviceBatches
 
             device_pairs = DeviceBatches(dataset, device)
         if world.main:

@@ -1,0 +1,1 @@
+"""`pix2pix evaluate`: the scorer (evaluate.py), the FCN-score segmenter, the report page."""
