@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import fid_from_features, kernel_distance
+from .distances import fid_from_features, kernel_distance
 
 # --- the standard weight files ------------------------------------------------------------------
 
