@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from . import PREPROCESS
+from .cache import build_memory_cache
 from .check import CROPPING, Problem, Requirements, Sample, check_split, format_failure, list_samples, scale_width_size
 from .images import (
     ImageError,
@@ -204,8 +205,6 @@ class PairedDataset(Dataset):
             self.samples, _ = list_samples(self.folder, self.layout)
         self.cache: list[tuple[np.ndarray, np.ndarray]] | None = None
         if cache == "memory":
-            from .cache import build_memory_cache
-
             self.cache, failed = build_memory_cache(self.prepare, self.samples, workers)
             if failed and not skip_bad:
                 problems = [Problem(self.samples[i].files[0], str(err).split(": ", 1)[-1]) for i, err in failed]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import progress_bar
 from .images import (
     ImageError,
     ImageInfo,
@@ -218,8 +219,6 @@ def inspect_files(
     paths: Sequence[Path], full: bool, halves: bool, digest: bool, workers: int = 0, progress: bool = False
 ) -> list[FileResult]:
     """`inspect_file` over many files; a thread pool (decoders release the GIL) when workers > 1."""
-    from ..progress import progress_bar
-
     workers = workers or min(8, os.cpu_count() or 1)
     if workers <= 1 or len(paths) < 8:
         return [inspect_file(p, full, halves, digest) for p in progress_bar(paths, "check", progress, "file")]

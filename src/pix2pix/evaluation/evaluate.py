@@ -40,8 +40,16 @@ from torch import nn
 from .. import metrics
 from ..config import EVAL_TASKS
 from ..data.aligned import split_folder
+from ..data.device import resolve_device
 from ..data.images import list_images, open_image, split_pair, to_image, to_tensor
 from ..data.labels import IGNORE, Palette, colors_to_ids, load_palette, to_train_ids, train_ids_to_colors
+from ..hub.folder import load_model, save_model
+from ..hub.model_config import ModelCard
+from ..inference.generator import run_generator
+from ..inference.predict import Pix2Pix
+from ..metrics.perceptual import METRIC_WEIGHTS, find_weights, perceptual_scores
+from ..models.networks import UNetGenerator, init_weights
+from ..progress import progress_bar
 
 TASKS = EVAL_TASKS
 SEGMENTER_TASK = "segmenter"
@@ -85,8 +93,6 @@ def list_pairs(data: str | Path, split: str) -> list[Path]:
 
 
 def load_segmenter(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, Any]:
-    from ..hub.folder import load_model
-
     net, config = load_model(Path(path))
     if config.task != SEGMENTER_TASK:
         raise EvaluationError(
@@ -127,10 +133,6 @@ def train_segmenter(
     void labels; Adam (lr 1e-3, betas 0.9 / 0.999) with the learning rate decayed linearly to 0;
     batch 4; `steps` default: 20 epochs of the training split. Writes a model folder
     (config.json with "task": "segmenter" + model.safetensors + a README.md card) and its val scores."""
-    from ..data.device import resolve_device
-    from ..hub.folder import save_model
-    from ..models.networks import UNetGenerator, init_weights
-
     out = Path(out)
     pal = load_palette(palette)
     files = list_pairs(data, "train")
@@ -189,8 +191,6 @@ def _decode_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The training photos (N, 3, S, S) and label ids (N, S, S, 255 = ignore), as uint8, decoded
     once (at 256 px the 2975 Cityscapes pairs take 0.6 GB)."""
-    from ..progress import progress_bar
-
     photos, labels = [], []
     for path in progress_bar(files, "decode", progress):
         photo, label = _halves(path, photo_half)
@@ -210,8 +210,6 @@ def _segmenter_config(
     seconds: float,
 ) -> Any:
     """The segmenter's model card: a U-Net with a linear head, one score per class."""
-    from ..hub.model_config import ModelCard
-
     generator = {"in_channels": 3, "out_channels": pal.num_classes, "base_channels": channels, "depth": depth}
     generator |= {"norm": "batch", "dropout": 0.0, "output": "logits"}
     extra = {"photo_half": photo_half, "recipe": recipe, "train_seconds": round(seconds, 1)}
@@ -227,14 +225,10 @@ def evaluate_segmenter(
     segmenter: str | Path, data: str | Path, split: str = "val", device: str = "auto", progress: bool = False
 ) -> dict[str, Any]:
     """The segmenter on the real photos of `split`: the FCN-score's ground-truth row."""
-    from ..data.device import resolve_device
-
     net, config = load_segmenter(segmenter, resolve_device(device))
     pal = load_palette(config.palette or "cityscapes")
     size = config.crop_size
     hist = np.zeros((pal.num_classes, pal.num_classes + 1), dtype=np.int64)
-    from ..progress import progress_bar
-
     for path in progress_bar(list_pairs(data, split), "score", progress):
         photo, label = _halves(path, config.extra.get("photo_half", "left"))
         pred = segment(net, _to_net(_resize(photo, size))[None])[0]
@@ -277,8 +271,6 @@ def evaluate_model(
 
     `mode` paper (default) runs G as the paper does at test time: dropout on and batch-1
     statistics (PAPER_NOTES: inference); `seed` fixes the dropout noise."""
-    from ..inference.generator import run_generator
-
     final = Path(out)
     if final.exists() and (not final.is_dir() or any(final.iterdir())) and not overwrite:
         raise EvaluationError(
@@ -290,8 +282,6 @@ def evaluate_model(
     shutil.rmtree(folder, ignore_errors=True)  # what an interrupted evaluation left
     (folder / "images").mkdir(parents=True, exist_ok=True)
     scores, shown, started = Scores(setup, bool(perceptual)), [], time.perf_counter()
-    from ..progress import progress_bar
-
     for i, path in enumerate(progress_bar(files, "evaluate", progress)):
         left, right = split_pair(open_image(path, "RGB"), path)
         source, target = (right, left) if setup.model.input_half == "right" else (left, right)
@@ -318,8 +308,6 @@ def evaluate_model(
     if setup.task == "label2photo":
         result["segmenter"] = str(segmenter)
     if perceptual:
-        from ..metrics.perceptual import perceptual_scores
-
         result["perceptual"] = perceptual_scores(
             scores.kept_real, scores.kept_fake, weights, tuple(perceptual), device=setup.device
         )
@@ -350,8 +338,6 @@ def evaluate_folders(
     resized to `size`, with the metrics and page of evaluate_model. photo2label: both are colour
     label maps; label2photo: the FCN-score of `fake` against the label maps in `labels` (the
     inputs the photos were made from), with `segmenter`."""
-    from ..data.device import resolve_device
-
     final = Path(out)
     if final.exists() and (not final.is_dir() or any(final.iterdir())) and not overwrite:
         raise EvaluationError(f"{final} already holds an evaluation; pass --overwrite to replace it whole")
@@ -368,8 +354,6 @@ def evaluate_folders(
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     scores, shown, started = Scores(setup, bool(perceptual)), [], time.perf_counter()
-    from ..progress import progress_bar
-
     for i, (name, real_path, fake_path, label_path) in enumerate(progress_bar(triples, "evaluate", progress)):
         target = _resize(open_image(real_path, "RGB"), size)
         output = _resize(open_image(fake_path, "RGB"), size)
@@ -391,8 +375,6 @@ def evaluate_folders(
         "conventions": CONVENTIONS,
     }
     if perceptual:
-        from ..metrics.perceptual import perceptual_scores
-
         result["perceptual"] = perceptual_scores(
             scores.kept_real, scores.kept_fake, weights, tuple(perceptual), device=dev
         )
@@ -464,9 +446,6 @@ class Setup:
         weights: str | Path | None,
         device: str,
     ) -> Setup:
-        from ..data.device import resolve_device
-        from ..inference.predict import Pix2Pix
-
         if task not in TASKS:
             raise EvaluationError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         if task == "auto":
@@ -494,8 +473,6 @@ class Setup:
                     f"scored at {size} px; train one at {size} px or pass --size {seg_config.crop_size}"
                 )
         if perceptual:
-            from ..metrics.perceptual import METRIC_WEIGHTS, find_weights
-
             unknown = sorted(set(perceptual) - set(METRIC_WEIGHTS))
             if unknown:
                 raise EvaluationError(

@@ -36,7 +36,17 @@ from PIL import Image
 
 from .. import metrics
 from ..config import TrainConfig, load_preset
+from ..data.aligned import split_folder
+from ..data.color import grey_image
+from ..data.device import resolve_device
+from ..data.images import ImageError, list_images, open_image
+from ..evaluation.evaluate import Scores, Setup, to_unit
+from ..inference.predict import Pix2Pix
+from ..metrics.perceptual import PerceptualScorer, WeightsMissingError
+from ..models.resnet_unet import KNOWN_ENCODERS
+from ..training.report import read_log, training_seconds
 from ..version import __version__
+from .reproduce import config_digest, machine, train_row
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,6 @@ def prepare_photos(
     """OUT/photos-...: the photos of `data` as SIZE x SIZE PNG in train/ and val/, written once.
     `half` cuts aligned pairs (Cityscapes: left, the photo); val comes from data's val/ or test/,
     else from a seeded 10 % of the photos."""
-    from ..data.aligned import split_folder
-    from ..data.images import ImageError, list_images, open_image
-
     if half not in PHOTO_HALVES:
         raise ValueError(f"--photo-half {half!r}: choose one of {', '.join(PHOTO_HALVES)}")
     folder = out / f"photos-{size}px-{half}-{train_photos or 'all'}"
@@ -154,8 +161,6 @@ def color_configs(
 
 
 def _run_name(kind: str, cfg: TrainConfig) -> str:
-    from .reproduce import config_digest
-
     return f"colorization-{kind}-{cfg.data.crop_size}px-{config_digest(cfg)}"
 
 
@@ -172,12 +177,6 @@ def score_models(
     """Scores of each model folder (None: the grey control) on the val photos, summed as
     `pix2pix evaluate` sums them (evaluate.Scores), with the colourfulness of each output; also
     the real photos' histograms and colourfulness, and the first 4 outputs of each for a strip."""
-    from ..data.color import grey_image
-    from ..data.device import resolve_device
-    from ..evaluation.evaluate import Scores, Setup, to_unit
-    from ..inference.predict import Pix2Pix
-    from ..metrics.perceptual import PerceptualScorer, WeightsMissingError
-
     try:  # FID/KID only with the standard weights, loaded once for every model
         scorer: PerceptualScorer | None = PerceptualScorer(weights, ("fid", "kid"), device)
     except WeightsMissingError:
@@ -239,8 +238,6 @@ def reproduce_colorization(
     """Train both models (resuming), score them and write OUT/colorization-PROTOCOL.md, .json and
     -distributions.png. `data`: a folder of colour photos (train/ and val/ or test/, or one folder,
     split 90/10), or aligned pairs with `photo_half` naming the photo's side."""
-    from .reproduce import machine, train_row
-
     if protocol not in COLOR_PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(COLOR_PROTOCOLS)}, got {protocol!r}")
     p, out, started = COLOR_PROTOCOLS[protocol], Path(out), time.perf_counter()
@@ -296,8 +293,6 @@ def _rows(plain: TrainConfig, enhanced: TrainConfig, runs: dict[str, Path], per_
 
     def facts(run: Path, step: int | None = None) -> dict[str, Any]:
         """Steps and training seconds (summed over resumed processes) up to `step`, as logged."""
-        from ..training.report import read_log, training_seconds
-
         upto = [r for r in read_log(run) if "time" in r and (step is None or r["step"] <= step)]
         steps = step if step is not None else (upto[-1]["step"] if upto else None)
         return {"steps": steps, "train_seconds": round(training_seconds(upto), 1) if upto else None}
@@ -319,8 +314,6 @@ def _rows(plain: TrainConfig, enhanced: TrainConfig, runs: dict[str, Path], per_
 
 
 def _encoder_note(run: Path) -> str:
-    from ..models.resnet_unet import KNOWN_ENCODERS
-
     cfg = json.loads((run / "config.json").read_text())
     sha = cfg.get("encoder_sha256", "")
     if not sha:

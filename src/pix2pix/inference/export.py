@@ -39,6 +39,7 @@ from ..data.images import mode_for_channels, open_image, to_tensor
 from ..extras import MissingExtraError  # noqa: F401 - raised by require, named in docs
 from ..hub.folder import fsync_replace
 from ..hub.model_config import CheckpointError, ModelCard
+from ..progress import progress_bar
 from ..version import __version__
 from .generator import generator_mode, run_generator, size_multiple
 from .predict import Pix2Pix
@@ -255,8 +256,6 @@ def check_parity(
     for path in images:
         img = open_image(Path(path), "RGB").convert(mode_for_channels(in_channels))
         inputs.append((str(path), to_tensor(img)[None]))
-    from ..progress import progress_bar
-
     results, exact_generator = [], copy.deepcopy(generator).double()
     for source, x in progress_bar(inputs, "parity", progress, unit="input"):
         expected = run_generator(generator, x, mode="eval")

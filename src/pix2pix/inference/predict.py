@@ -48,8 +48,11 @@ from ..data.images import (
     to_tensor,
     write_picture,
 )
+from ..extras import MissingExtraError
 from ..hub.folder import load_model
+from ..hub.huggingface import HubError, push, snapshot
 from ..hub.model_config import ModelCard
+from ..progress import progress_bar
 from .generator import run_generator
 from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, max_tile_for, translate_tiled, untiled_bytes
 
@@ -92,13 +95,9 @@ class Pix2Pix:
         """A local model folder (or run directory), else a Hugging Face Hub repository id
         ("user/name") fetched into the Hub cache (needs the `hub` extra; safetensors only, nothing
         is unpickled). Offline (HF_HUB_OFFLINE=1) a repository already in the cache loads."""
-        from ..extras import MissingExtraError
-
         path = Path(id_or_path)
         if path.exists() or str(id_or_path).startswith((".", "/", "~")):
             return cls.load(path, device)
-        from ..hub.huggingface import HubError, snapshot
-
         try:
             folder = snapshot(str(id_or_path), revision, cache_dir, token)
         except (HubError, MissingExtraError) as err:
@@ -115,8 +114,6 @@ class Pix2Pix:
     ) -> str:
         """Upload this model (config.json, model.safetensors, a generated README.md card and
         `metrics` from `pix2pix evaluate`, if given) to the Hub; returns the commit URL."""
-        from ..hub.huggingface import push
-
         return push(self, repo_id, private, token, metrics, license)
 
     @property
@@ -217,8 +214,6 @@ class Pix2Pix:
         plan = _Plan(mode, seed, bit_depth, tile, overlap, max_memory, log or (lambda line: None))
         batch: list[_Item] = []
         written = []
-        from ..progress import progress_bar
-
         with _Loader(self, jobs, half, max_pixels) as loader, progress_bar(len(jobs), "translate", progress) as bar:
 
             def wrote(paths: list[Path]) -> None:

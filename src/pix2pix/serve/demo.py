@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..data.labels import load_palette as load_label_table
 from ..hub.model_config import ModelCard
 from ..inference.generator import MODES, size_multiple
 from ..inference.predict import Pix2Pix
@@ -145,8 +146,6 @@ def page_palette(name: str) -> dict[str, Any]:
     """The drawing page's view of a shipped label table (data.labels.load_palette, which the
     evaluation reads): title, source, background, classes (each with name, id, trainId and RGB
     colour)."""
-    from ..data.labels import load_palette as load_label_table
-
     if name not in PALETTES:
         raise ValueError(f"unknown palette {name!r}; choose one of {', '.join(PALETTES)} or none")
     labels = load_label_table(name).labels

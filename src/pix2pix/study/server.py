@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..serve.http import JsonHandler, JsonServer, RequestError
-from .design import Protocol
+from .design import Protocol, load_study
 from .store import DEFAULT_ABANDON_AFTER_S, Refused, StudyStore
 
 MAX_BODY_BYTES = 16 * 1024  # an answer is ~150 bytes
@@ -212,8 +212,6 @@ def make_study_server(
         >>> server = make_study_server("study", port=0, exposure_ms=1000)  # doctest: +SKIP
         >>> print(server.url); server.serve_forever()  # doctest: +SKIP
     """
-    from .design import load_study
-
     base: Protocol = load_study(study).protocol
     protocol = base.replace(
         exposure_ms=exposure_ms, practice=practice, trials=trials, fixation_ms=fixation_ms, display_px=display_px

@@ -35,6 +35,7 @@ from PIL import Image
 from torch import nn
 
 from ..config import TrainConfig
+from ..extras import require
 from ..hub.folder import save_model
 from ..hub.model_config import ModelCard
 from .validation import Validator, higher_is_better, metric_names, resolve_task
@@ -188,8 +189,6 @@ def _tag(key: str) -> str:
 
 def _board(run_dir: Path, resume_step: int | None) -> Any:
     """A SummaryWriter on RUN/tensorboard; on resume, events after the checkpoint are purged."""
-    from ..extras import require
-
     require(["tensorboard"], "--tensorboard", 'pip install "pix2pix[tensorboard]"')
     from torch.utils.tensorboard import SummaryWriter
 
@@ -199,8 +198,6 @@ def _board(run_dir: Path, resume_step: int | None) -> Any:
 
 def _wandb_run(cfg: TrainConfig, run_dir: Path) -> Any:
     """A W&B run in RUN/wandb/, the same W&B run again when this run resumes (RUN/wandb_id)."""
-    from ..extras import require
-
     (wandb,) = require(["wandb"], "--wandb", "pip install wandb")
     id_file = run_dir / "wandb_id"
     run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]

@@ -19,6 +19,8 @@ from typing import Any
 
 from PIL import Image
 
+from ..config import FIELDS, TrainConfig
+
 LOSS_KEYS = ("g_gan", "g_l1", "g_l2", "d_real", "d_fake")
 TIMING_KEYS = ("step", "epoch", "lr", "images_per_s", "time")
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -248,8 +250,6 @@ def _data_uri(path: Path) -> str:
 
 
 def _config_table(config: dict[str, Any]) -> str:
-    from ..config import FIELDS, TrainConfig
-
     defaults = TrainConfig().to_dict()
     rows = []
     for key, value in config.items():

@@ -30,8 +30,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import DataConfig, Objective, OptimConfig, SpeedConfig, TrainConfig, resumable_keys, size_multiple
 from ..data.aligned import Augment, DatasetError, EpochSampler, split_folder
+from ..data.cache import cache_bytes
+from ..data.check import detect_layout, human_bytes
 from ..data.datasets import DATASET_OPTIONS, make_dataset
-from ..data.device import resolve_device
+from ..data.device import DeviceBatches, resolve_device
+from ..data.shapes import make_shapes_dataset
 from ..inference.generator import run_generator
 from ..models.losses import discriminator_loss, generator_loss
 from ..models.networks import build_networks
@@ -370,8 +373,6 @@ def resolve_data(cfg: TrainConfig, run_dir: Path) -> Path:
         name = cfg.run.data.removeprefix("builtin:")
         if name != "shapes":
             raise ValueError(f"unknown builtin dataset {name!r}; available: builtin:shapes")
-        from ..data.shapes import make_shapes_dataset
-
         folder = run_dir / "data"
         if not (folder / "train").is_dir():
             make_shapes_dataset(folder, size=cfg.data.crop_size, seed=0)
@@ -389,8 +390,6 @@ def resolve_data(cfg: TrainConfig, run_dir: Path) -> Path:
 def _refuse_folders_layout(cfg: TrainConfig, root: Path) -> None:
     if cfg.data.mode != "aligned":
         return
-    from ..data.check import detect_layout
-
     for split in ("train", "val"):
         folder = split_folder(root, split)
         if detect_layout(folder) == "folders":
@@ -431,9 +430,6 @@ def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[
     channels = (data.in_channels, data.out_channels)
     dataset = make_dataset(data.mode, split_folder(root, "train"), data.direction, augment, *channels, **options)
     if cfg.speed.cache in ("memory", "device") and main:
-        from ..data.cache import cache_bytes
-        from ..data.check import human_bytes
-
         seconds, size = time.perf_counter() - started, human_bytes(cache_bytes(dataset.cache))
         where = "memory" if cfg.speed.cache == "memory" else "memory, for the training device (--cache device)"
         print(f"cache: {len(dataset)} training pairs decoded into {where} ({size}) in {seconds:.1f} s")
@@ -552,8 +548,6 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, progr
         dataset, val_set = build_datasets(cfg, run_dir, world.main)  # fails before the run dir is touched
         device_pairs = None
         if cfg.speed.cache == "device":  # on the device before the run dir is touched, too (sizes, memory)
-            from ..data.device import DeviceBatches
-
             device_pairs = DeviceBatches(dataset, device)
         if world.main:
             distributed.barrier(device)

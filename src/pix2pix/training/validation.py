@@ -30,6 +30,11 @@ from torch import nn
 
 from .. import metrics
 from ..config import VAL_TASKS  # noqa: F401 - the choices of --val-task, named here for readers
+from ..data.images import to_array
+from ..data.labels import colors_to_ids, load_palette, to_train_ids
+from ..evaluation.evaluate import load_segmenter, segment
+from ..inference.generator import run_generator
+from ..metrics.perceptual import PerceptualScorer, WeightsMissingError
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
@@ -90,14 +95,10 @@ class Validator:
         task = resolve_task(cfg)
         palette, segmenter = None, None
         if task in ("label2photo", "photo2label"):
-            from ..data.labels import load_palette
-
             palette = load_palette("cityscapes")
             if inputs.shape[1] != 3 or targets.shape[1] != 3:
                 raise ValueError(f"val_task = {task}: needs RGB inputs and outputs (label maps are colour images)")
         if task == "label2photo" and cfg.run.segmenter:
-            from ..evaluation.evaluate import load_segmenter
-
             segmenter, card = load_segmenter(cfg.run.segmenter, device)
             if card.crop_size != cfg.data.crop_size:
                 raise ValueError(
@@ -111,8 +112,6 @@ class Validator:
             )
         scorer = None
         if cfg.run.perceptual:
-            from ..metrics.perceptual import PerceptualScorer, WeightsMissingError
-
             try:  # before training starts: every missing file at once
                 scorer = PerceptualScorer(which=cfg.run.perceptual, device=device)
             except WeightsMissingError as err:
@@ -121,8 +120,6 @@ class Validator:
 
     def __call__(self, generator: nn.Module) -> dict[str, float]:
         """Every validation metric of `generator`, and the seconds the validation took."""
-        from ..inference.generator import run_generator
-
         started = time.perf_counter()
         record: dict[str, float] = {}
         for mode, prefix in (("paper", "val_"), ("eval", "val_eval_")):
@@ -132,8 +129,6 @@ class Validator:
         return record
 
     def _scores(self, outputs: torch.Tensor) -> dict[str, float]:
-        from ..data.images import to_array
-
         sums: dict[str, float] = dict.fromkeys(IMAGE_METRICS, 0.0)
         k = self.palette.num_classes if self.palette else 0
         hist = np.zeros((k, k + 1), dtype=np.int64)
@@ -158,7 +153,6 @@ class Validator:
 
     def _perceptual(self, outputs: torch.Tensor) -> dict[str, float]:
         """FID / KID / LPIPS of the 8-bit outputs against the targets (RGB; one channel repeated)."""
-        from ..data.images import to_array
 
         def rgb(t: torch.Tensor) -> np.ndarray:
             a = to_array(t).astype(np.float32) / 255
@@ -170,8 +164,6 @@ class Validator:
 
     def _fcn(self, output: np.ndarray, label_map: np.ndarray) -> np.ndarray:
         """The segmenter's classes of one output against the label map it was made from."""
-        from ..evaluation.evaluate import segment
-
         truth = self._ids(label_map)
         photo = torch.from_numpy(output).permute(2, 0, 1).float()[None] / 127.5 - 1
         pred = segment(self.segmenter, photo)[0]
@@ -183,7 +175,5 @@ class Validator:
     def _ids(self, colours: np.ndarray) -> np.ndarray:
         """Train ids (255: ignore) of a colour label map, each pixel by its nearest palette colour."""
         from PIL import Image
-
-        from ..data.labels import colors_to_ids, to_train_ids
 
         return to_train_ids(colors_to_ids(Image.fromarray(colours), self.palette), self.palette)
