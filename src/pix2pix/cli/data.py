@@ -17,6 +17,8 @@ from pathlib import Path
 
 from ..config import GENERATORS, PREPROCESS, TrainConfig, size_multiple
 
+# the library is imported inside each command, so that `pix2pix --help` loads no torch
+
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ..data.check import Requirements, check_dataset

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+# the library is imported inside each command, so that `pix2pix --help` loads no torch
+
 
 def _add_pair_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="PHOTOS", help="a folder of photos (searched recursively)")

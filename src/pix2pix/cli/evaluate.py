@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..config import EVAL_TASKS as TASKS
 
+# the library is imported inside each command, so that `pix2pix --help` loads no torch
+
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation.evaluate import evaluate_folders, evaluate_model

@@ -1,10 +1,12 @@
-"""`pix2pix push` and `pix2pix download-model`: sharing models (hub.py)."""
+"""`pix2pix push` and `pix2pix download-model`: sharing models (hub/)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+# the library is imported inside each command, so that `pix2pix --help` loads no torch
 
 
 def cmd_push(args: argparse.Namespace) -> int:

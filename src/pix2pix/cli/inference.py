@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+# the library is imported inside each command, so that `pix2pix --help` loads no torch
+
 
 def cmd_translate(args: argparse.Namespace) -> int:
     from ..data.device import resolve_device

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ..study.design import PAIRINGS, QUESTION, Protocol, create_study, parse_fake
 
+# the library is imported inside each command, so that `pix2pix --help` loads no torch
+
 PAPER = Protocol()
 
 

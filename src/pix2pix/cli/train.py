@@ -8,6 +8,8 @@ from typing import Any
 
 from ..config import FIELDS, FILE_ORDER, TrainConfig, list_presets, load_preset
 
+# the library is imported inside each command, so that `pix2pix --help` loads no torch
+
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, default None so we know which the user gave."""

@@ -265,7 +265,7 @@ def evaluate_model(
     An OUT that holds anything is refused unless `overwrite`; then it is replaced whole once the
     new evaluation is complete (no image of an earlier run stays beside the new ones).
 
-    `perceptual`: any of fid, kid, lpips (features.py), computed only with the standard weight
+    `perceptual`: any of fid, kid, lpips (metrics/perceptual.py), computed only with the standard weight
     files found in `weights` (default $PIX2PIX_WEIGHTS or ~/.cache/pix2pix/weights) and checked
     by hash; a missing file stops the evaluation before any image is translated.
 

@@ -44,7 +44,7 @@ def build_generator(config: ModelCard | dict[str, Any]) -> torch.nn.Module:
 
 def save_model(folder: Path, generator: torch.nn.Module, config: ModelCard | dict[str, Any], card: bool = True) -> None:
     """Write config.json (the card) + model.safetensors, each atomically, and the README.md
-    model card (hub.model_card) unless `card` is False. A legacy generator.safetensors beside
+    model card (card.model_card) unless `card` is False. A legacy generator.safetensors beside
     them is removed: a folder holds one set of weights."""
     config = config if isinstance(config, ModelCard) else ModelCard.from_json(config)
     folder = Path(folder)

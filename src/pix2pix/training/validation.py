@@ -80,7 +80,7 @@ class Validator:
     palette: Palette | None = None
     segmenter: nn.Module | None = None
     perceptual: tuple[str, ...] = ()  # of fid, kid, lpips
-    scorer: Any = None  # features.PerceptualScorer: its networks loaded once for the whole run
+    scorer: Any = None  # perceptual.PerceptualScorer: its networks loaded once for the whole run
 
     @classmethod
     def make(cls, cfg: TrainConfig, val_set: Any, device: torch.device) -> Validator | None:
