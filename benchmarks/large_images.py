@@ -244,7 +244,7 @@ def quantize_onnx(fp32: str | Path, out: str | Path, inputs: list[Any], per_chan
 
 def int8(args: argparse.Namespace, work: Path) -> list[dict[str, object]]:
     from pix2pix import Pix2Pix
-    from pix2pix.evaluation.evaluate import list_pairs
+    from pix2pix.evaluation.pairs import list_pairs
     from pix2pix.inference.export import export_onnx, load_onnx
 
     models = {"paper U-Net 256 (random weights)": paper_model(work / "unet256")}

@@ -13,7 +13,9 @@ from PIL import Image
 from pix2pix import metrics
 from pix2pix.cli import main
 from pix2pix.data.labels import colors_to_ids, load_palette, to_train_ids
-from pix2pix.evaluation.evaluate import EvaluationError, evaluate_model, evaluate_segmenter, train_segmenter
+from pix2pix.evaluation.evaluate import evaluate_model
+from pix2pix.evaluation.pairs import EvaluationError
+from pix2pix.evaluation.segmenter import evaluate_segmenter, train_segmenter
 from pix2pix.experiments.reproduce import reproduce
 from pix2pix.paper import SETS
 from pix2pix.training.train import train

@@ -83,7 +83,7 @@ def _print_result(result: dict, what: str, out: Path) -> int:
 
 
 def cmd_train_segmenter(args: argparse.Namespace) -> int:
-    from ..evaluation.evaluate import train_segmenter
+    from ..evaluation.segmenter import train_segmenter
 
     out = Path(args.out)
     if (out / "config.json").exists() and not args.overwrite:

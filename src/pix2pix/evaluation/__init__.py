@@ -1,1 +1,2 @@
-"""`pix2pix evaluate`: the scorer (evaluate.py), the FCN-score segmenter, the report page."""
+"""`pix2pix evaluate`: the scorer and its report page (evaluate.py), the FCN-score segmenter
+(segmenter.py), and the paired test images both read (pairs.py)."""

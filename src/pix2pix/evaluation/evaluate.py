@@ -33,207 +33,22 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
 from .. import metrics
 from ..config import EVAL_TASKS
-from ..data.aligned import split_folder
 from ..data.device import resolve_device
-from ..data.images import list_images, open_image, split_pair, to_image, to_tensor
-from ..data.labels import IGNORE, Palette, colors_to_ids, load_palette, to_train_ids, train_ids_to_colors
-from ..hub.folder import load_model, save_model
-from ..hub.model_config import ModelCard
+from ..data.images import list_images, open_image, split_pair, to_image
+from ..data.labels import Palette, colors_to_ids, load_palette, to_train_ids, train_ids_to_colors
 from ..inference.generator import run_generator
 from ..inference.predict import Pix2Pix
 from ..metrics.perceptual import METRIC_WEIGHTS, find_weights, perceptual_scores
-from ..models.networks import UNetGenerator, init_weights
 from ..progress import progress_bar
+from .pairs import EvaluationError, label_ids, list_pairs, resize, to_net, to_unit
+from .segmenter import load_segmenter, segment
 
 TASKS = EVAL_TASKS
-SEGMENTER_TASK = "segmenter"
-
-
-class EvaluationError(ValueError):
-    pass
-
-
-# --- data ----------------------------------------------------------------------------------------
-
-
-def _resize(img: Image.Image, size: int, resample: int = Image.BICUBIC) -> Image.Image:
-    return img if img.size == (size, size) else img.resize((size, size), resample)
-
-
-def to_unit(img: Image.Image) -> np.ndarray:
-    return np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0  # (H, W, 3) in [0, 1]
-
-
-def _to_net(img: Image.Image) -> torch.Tensor:
-    return to_tensor(img.convert("RGB"))  # (3, H, W) in [-1, 1], as in training
-
-
-def _label_ids(label_image: Image.Image, palette: Palette, size: int) -> np.ndarray:
-    """Colour label map -> train ids (size, size) uint8: nearest palette colour at the stored
-    resolution, then nearest-neighbour resizing."""
-    ids = to_train_ids(colors_to_ids(label_image, palette), palette)
-    return np.asarray(Image.fromarray(ids).resize((size, size), Image.NEAREST))
-
-
-def list_pairs(data: str | Path, split: str) -> list[Path]:
-    folder = split_folder(Path(data), split)
-    files = list_images(folder)
-    if not files:
-        raise EvaluationError(f"{folder}: no images to evaluate")
-    return files
-
-
-# --- segmenter (FCN-score) ------------------------------------------------------------------------
-
-
-def load_segmenter(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, Any]:
-    net, config = load_model(Path(path))
-    if config.task != SEGMENTER_TASK:
-        raise EvaluationError(
-            f'{path}: not a segmenter model folder (its config.json has no "task": "segmenter"); '
-            "make one with `pix2pix evaluate train-segmenter`"
-        )
-    return net.to(device).eval(), config
-
-
-def segment(net: torch.nn.Module, photos: torch.Tensor) -> np.ndarray:
-    """Photos (B, 3, H, W) in [-1, 1] -> train ids (B, H, W) uint8 (argmax of the class scores)."""
-    device = next(net.parameters()).device
-    with torch.inference_mode():
-        return net(photos.to(device)).argmax(1).cpu().numpy().astype(np.uint8)
-
-
-def train_segmenter(
-    data: str | Path,
-    out: str | Path,
-    size: int = 256,
-    steps: int | None = None,
-    batch_size: int = 4,
-    channels: int = 32,
-    lr: float = 1e-3,
-    seed: int = 0,
-    palette: str = "cityscapes",
-    photo_half: str = "left",
-    device: str = "auto",
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Train the FCN-score segmenter on the real training photos of an aligned set whose other
-    half is the colour label map (Cityscapes: photo | labels).
-
-    Recipe (deterministic for a given seed and thread count): a U-Net with `channels` filters
-    in the first layer, log2(size) levels, BatchNorm, no dropout and a linear head with one score
-    per class; photos resized to size x size (bicubic), label ids by nearest colour then
-    nearest-neighbour resizing; random mirroring only; pixel-wise cross-entropy ignoring the
-    void labels; Adam (lr 1e-3, betas 0.9 / 0.999) with the learning rate decayed linearly to 0;
-    batch 4; `steps` default: 20 epochs of the training split. Writes a model folder
-    (config.json with "task": "segmenter" + model.safetensors + a README.md card) and its val scores."""
-    out = Path(out)
-    pal = load_palette(palette)
-    files = list_pairs(data, "train")
-    dev = resolve_device(device)
-    photos_u8, labels_u8 = _decode_pairs(files, pal, size, photo_half, progress)
-    n = len(files)
-    steps = steps or math.ceil(n / batch_size) * 20
-
-    torch.manual_seed(seed)
-    depth = int(math.log2(size))
-    net = UNetGenerator(3, pal.num_classes, channels, depth=depth, dropout=0.0, output="logits")
-    init_weights(net)
-    net.to(dev).train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
-    order = torch.Generator().manual_seed(seed)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, unit="it", dynamic_ncols=True, mininterval=1.0, desc="segmenter")
-    perm, pos, started, loss_sum = torch.randperm(n, generator=order), 0, time.perf_counter(), 0.0
-    for step in range(steps):
-        if pos + batch_size > n:
-            perm, pos = torch.randperm(n, generator=order), 0
-        idx = perm[pos : pos + batch_size]
-        pos += batch_size
-        x = photos_u8[idx].float() / 127.5 - 1  # (B, 3, S, S) in [-1, 1]
-        y = labels_u8[idx].long()  # (B, S, S)
-        flip = torch.rand(len(idx), generator=order) < 0.5
-        x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-        loss = F.cross_entropy(net(x.to(dev)), y.to(dev), ignore_index=IGNORE)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        loss_sum += loss.item()
-        if bar is not None:
-            bar.update(1)
-            if (step + 1) % 50 == 0:
-                bar.set_postfix(loss=f"{loss_sum / 50:.3f}")
-                loss_sum = 0.0
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - started
-    recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "data": str(data)}
-    save_model(out, net.cpu(), _segmenter_config(pal, palette, channels, depth, size, photo_half, recipe, seconds))
-    scores = evaluate_segmenter(out, data, device=device, progress=progress)
-    result = {"steps": steps, "seconds": round(seconds, 1), "val": scores}
-    (out / "done.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
-
-
-def _decode_pairs(
-    files: list[Path], pal: Palette, size: int, photo_half: str, progress: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training photos (N, 3, S, S) and label ids (N, S, S, 255 = ignore), as uint8, decoded
-    once (at 256 px the 2975 Cityscapes pairs take 0.6 GB)."""
-    photos, labels = [], []
-    for path in progress_bar(files, "decode", progress):
-        photo, label = _halves(path, photo_half)
-        photos.append(np.asarray(_resize(photo, size), dtype=np.uint8))
-        labels.append(_label_ids(label, pal, size))
-    return torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2), torch.from_numpy(np.stack(labels))
-
-
-def _segmenter_config(
-    pal: Palette,
-    palette: str,
-    channels: int,
-    depth: int,
-    size: int,
-    photo_half: str,
-    recipe: dict[str, Any],
-    seconds: float,
-) -> Any:
-    """The segmenter's model card: a U-Net with a linear head, one score per class."""
-    generator = {"in_channels": 3, "out_channels": pal.num_classes, "base_channels": channels, "depth": depth}
-    generator |= {"norm": "batch", "dropout": 0.0, "output": "logits"}
-    extra = {"photo_half": photo_half, "recipe": recipe, "train_seconds": round(seconds, 1)}
-    return ModelCard("unet", generator, crop_size=size, palette=palette, task=SEGMENTER_TASK, extra=extra)
-
-
-def _halves(path: Path, photo_half: str) -> tuple[Image.Image, Image.Image]:
-    left, right = split_pair(open_image(path, "RGB"), path)
-    return (left, right) if photo_half == "left" else (right, left)
-
-
-def evaluate_segmenter(
-    segmenter: str | Path, data: str | Path, split: str = "val", device: str = "auto", progress: bool = False
-) -> dict[str, Any]:
-    """The segmenter on the real photos of `split`: the FCN-score's ground-truth row."""
-    net, config = load_segmenter(segmenter, resolve_device(device))
-    pal = load_palette(config.palette or "cityscapes")
-    size = config.crop_size
-    hist = np.zeros((pal.num_classes, pal.num_classes + 1), dtype=np.int64)
-    for path in progress_bar(list_pairs(data, split), "score", progress):
-        photo, label = _halves(path, config.extra.get("photo_half", "left"))
-        pred = segment(net, _to_net(_resize(photo, size))[None])[0]
-        hist += metrics.confusion_matrix(pred, _label_ids(label, pal, size), pal.num_classes)
-    return {**metrics.segmentation_scores(hist), "classes": pal.train_classes}
 
 
 # --- model evaluation -----------------------------------------------------------------------------
@@ -285,8 +100,8 @@ def evaluate_model(
     for i, path in enumerate(progress_bar(files, "evaluate", progress)):
         left, right = split_pair(open_image(path, "RGB"), path)
         source, target = (right, left) if setup.model.input_half == "right" else (left, right)
-        source, target = _resize(source, setup.size), _resize(target, setup.size)
-        x = _to_net(source)[None]  # (1, 3, S, S) in [-1, 1]
+        source, target = resize(source, setup.size), resize(target, setup.size)
+        x = to_net(source)[None]  # (1, 3, S, S) in [-1, 1]
         y = run_generator(setup.model.generator, x, mode, None if seed is None else seed + i)[0]  # (3, S, S)
         output = to_image(y)  # the 8-bit photo a user gets
         segmented = scores.add(source, output, target)
@@ -355,9 +170,9 @@ def evaluate_folders(
     (folder / "images").mkdir(parents=True, exist_ok=True)
     scores, shown, started = Scores(setup, bool(perceptual)), [], time.perf_counter()
     for i, (name, real_path, fake_path, label_path) in enumerate(progress_bar(triples, "evaluate", progress)):
-        target = _resize(open_image(real_path, "RGB"), size)
-        output = _resize(open_image(fake_path, "RGB"), size)
-        source = _resize(open_image(label_path, "RGB"), size) if label_path else target
+        target = resize(open_image(real_path, "RGB"), size)
+        output = resize(open_image(fake_path, "RGB"), size)
+        source = resize(open_image(label_path, "RGB"), size) if label_path else target
         segmented = scores.add(source, output, target)
         if i < gallery:
             shown.append(_save_gallery(folder, i, name, source, output, target, segmented, pal))
@@ -514,7 +329,7 @@ class Scores:
             self.kept_real.append(b.astype(np.float32))
         if setup.task == "photo2label":
             pred = to_train_ids(colors_to_ids(output, pal), pal)
-            self.hist += metrics.confusion_matrix(pred, _label_ids(target, pal, setup.size), self.k)
+            self.hist += metrics.confusion_matrix(pred, label_ids(target, pal, setup.size), self.k)
             return None
         for store, image in (("out", a), ("real", b)):
             for ch, counts in metrics.lab_histograms(image).items():
@@ -523,10 +338,10 @@ class Scores:
                 self.rgb[store][ch] = self.rgb[store].get(ch, 0) + counts
         if setup.task != "label2photo":
             return None
-        truth = _label_ids(source, pal, setup.size)
-        pred = segment(setup.segmenter, _to_net(output)[None])[0]  # the 8-bit photo a user gets
+        truth = label_ids(source, pal, setup.size)
+        pred = segment(setup.segmenter, to_net(output)[None])[0]  # the 8-bit photo a user gets
         self.hist += metrics.confusion_matrix(pred, truth, self.k)
-        real_pred = segment(setup.segmenter, _to_net(target)[None])[0]
+        real_pred = segment(setup.segmenter, to_net(target)[None])[0]
         self.hist_real += metrics.confusion_matrix(real_pred, truth, self.k)
         return pred
 

@@ -282,7 +282,7 @@ def _segmenter(
     Named by its recipe: a segmenter of another recipe is another folder (and scores are redone)."""
     path = out / (f"segmenter-{size}px" + (f"-{steps}steps" if steps else ""))
     if not (path / "done.json").is_file():
-        from ..evaluation.evaluate import train_segmenter
+        from ..evaluation.segmenter import train_segmenter
 
         log(f"training the FCN-score segmenter in {path}")
         train_segmenter(data, path, size=size, steps=steps, device=device, progress=progress)

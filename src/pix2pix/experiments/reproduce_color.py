@@ -40,7 +40,8 @@ from ..data.aligned import split_folder
 from ..data.color import grey_image
 from ..data.device import resolve_device
 from ..data.images import ImageError, list_images, open_image
-from ..evaluation.evaluate import Scores, Setup, to_unit
+from ..evaluation.evaluate import Scores, Setup
+from ..evaluation.pairs import to_unit
 from ..inference.predict import Pix2Pix
 from ..metrics.perceptual import PerceptualScorer, WeightsMissingError
 from ..models.resnet_unet import KNOWN_ENCODERS

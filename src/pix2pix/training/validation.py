@@ -32,7 +32,7 @@ from .. import metrics
 from ..config import VAL_TASKS  # noqa: F401 - the choices of --val-task, named here for readers
 from ..data.images import to_array
 from ..data.labels import colors_to_ids, load_palette, to_train_ids
-from ..evaluation.evaluate import load_segmenter, segment
+from ..evaluation.segmenter import load_segmenter, segment
 from ..inference.generator import run_generator
 from ..metrics.perceptual import PerceptualScorer, WeightsMissingError
 
