@@ -1,7 +1,7 @@
 """The study page end to end in headless Chromium: a scripted participant takes a whole session
 (exposure, hiding, practice feedback, the break, the completion code), a server restart and a page
 reload mid-session lose nothing, and the default page runs the paper's protocol. Skips (with the
-reason) where Chromium, chromedriver or selenium are missing, as tests/test_serve_browser.py."""
+reason) where Chromium, chromedriver or selenium are missing, as tests/serve/test_demo_browser.py."""
 
 from __future__ import annotations
 

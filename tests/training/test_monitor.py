@@ -15,7 +15,7 @@ from pix2pix.training.checkpoint import STATE_FILE
 from pix2pix.training.train import config_for_resume, train
 from pix2pix.training.validation import higher_is_better, metric_names
 
-from .conftest import tiny_config
+from ..conftest import tiny_config
 
 WATCHED = dict(
     epochs=3, epochs_decay=3, max_steps=12, val_every=4, val_images=2, snapshot_every=4, keep_snapshots=2,

@@ -13,7 +13,7 @@ import pytest
 from pix2pix.cli import main
 from pix2pix.training.train import train
 
-from .conftest import chromium_driver, tiny_config
+from ..conftest import chromium_driver, tiny_config
 
 
 @pytest.fixture(scope="module")

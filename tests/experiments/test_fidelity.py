@@ -18,8 +18,8 @@ from pix2pix.models.norms import OneValueBatchNorm
 from pix2pix.paper import SETS
 from pix2pix.training.train import train
 
-from .conftest import tiny_config
-from .test_evaluate import city, segmenter  # noqa: F401 - the tiny Cityscapes-like data and its segmenter
+from ..conftest import tiny_config
+from ..evaluation.test_evaluate import city, segmenter  # noqa: F401 - the tiny Cityscapes-like data and its segmenter
 
 
 def _dropout_levels(g: UNetGenerator) -> list[int]:
@@ -138,7 +138,7 @@ def test_two_processes_share_a_sets_rows(city: Path, tmp_path: Path, capsys) -> 
     from pix2pix.experiments.reproduce import row_config, run_name, status
     from pix2pix.training.run import RunBusyError
 
-    from .test_reliability import held_by_another_process
+    from ..training.test_reliability import held_by_another_process
 
     tiny = {"crop_size": 32, "load_size": 36, "g_channels": 4, "d_channels": 4, "workers": 0, "num_samples": 0}
     exp = SETS["table6"]

@@ -14,7 +14,7 @@ from pix2pix import metrics
 from pix2pix.cli import main
 from pix2pix.experiments.reproduce_color import COLOR_PROTOCOLS, color_configs, prepare_photos
 
-from .conftest import shared_dataset
+from ..conftest import shared_dataset
 
 
 def _pairs(folder: Path, n: int, size: int = 24) -> None:

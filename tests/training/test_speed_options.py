@@ -20,7 +20,7 @@ from pix2pix.inference.predict import Pix2Pix
 from pix2pix.training.checkpoint import STATE_FILE, load_state
 from pix2pix.training.train import compile_mode, config_for_resume, train
 
-from .conftest import tiny_config
+from ..conftest import tiny_config
 
 
 def _losses(run_dir: Path) -> list[dict[str, float]]:

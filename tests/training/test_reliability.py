@@ -26,12 +26,12 @@ from pix2pix.training.checkpoint import STATE_FILE, load_state
 from pix2pix.training.run import DiskFullError
 from pix2pix.training.train import TrainingDiverged, config_for_resume, train
 
-from .conftest import tiny_config
+from ..conftest import tiny_config
 
 
 def bomb_png() -> bytes:
     """A PNG whose header claims 100000 x 100000 RGB pixels."""
-    from .serve.test_demo import png_header_only
+    from ..serve.test_demo import png_header_only
 
     return png_header_only(100_000, 100_000)
 
@@ -43,7 +43,7 @@ def data(tmp_path: Path) -> Path:
 
 
 def tiny_model(folder: Path) -> Path:
-    from .serve.test_demo import save_tiny_model
+    from ..serve.test_demo import save_tiny_model
 
     return save_tiny_model(folder)
 
@@ -431,7 +431,7 @@ def test_a_full_disk_during_training_keeps_the_previous_checkpoint(data: Path, s
 
 
 def test_study_answers_survive_a_full_disk_and_a_restart(small_disk: Path) -> None:
-    from .study.test_study import Client, Running, make_study
+    from ..study.test_study import Client, Running, make_study
 
     study = make_study(small_disk)
     server = Running(study)
@@ -468,7 +468,7 @@ def test_study_answers_survive_a_full_disk_and_a_restart(small_disk: Path) -> No
 
 
 def test_study_server_refuses_deeply_nested_json(tmp_path: Path) -> None:
-    from .study.test_study import Client, Running, make_study
+    from ..study.test_study import Client, Running, make_study
 
     server = Running(make_study(tmp_path))
     try:
@@ -502,13 +502,13 @@ def test_evaluate_replaces_an_earlier_evaluation_whole_or_refuses(data: Path, tm
 def _serving(tmp_path: Path, **limits):
     from pix2pix.serve import Limits
 
-    from .serve.test_demo import Running, save_tiny_model
+    from ..serve.test_demo import Running, save_tiny_model
 
     return Running(save_tiny_model(tmp_path / "model"), limits=Limits(**limits))
 
 
 def test_serve_answers_503_with_retry_after_when_its_queue_is_full(tmp_path: Path) -> None:
-    from .serve.test_demo import png_bytes, random_image
+    from ..serve.test_demo import png_bytes, random_image
 
     server = _serving(tmp_path, max_queue=1)
     try:
@@ -523,7 +523,7 @@ def test_serve_answers_503_with_retry_after_when_its_queue_is_full(tmp_path: Pat
 def test_serve_gives_each_request_a_deadline_in_the_queue(tmp_path: Path) -> None:
     import time
 
-    from .serve.test_demo import png_bytes, random_image
+    from ..serve.test_demo import png_bytes, random_image
 
     server = _serving(tmp_path, queue_seconds=0.5)
     try:
@@ -541,7 +541,7 @@ def test_a_small_request_does_not_wait_behind_queued_large_ones(tmp_path: Path) 
     import threading
     import time
 
-    from .serve.test_demo import png_bytes, random_image
+    from ..serve.test_demo import png_bytes, random_image
 
     server = _serving(tmp_path)
     queue = server.server.translator.queue

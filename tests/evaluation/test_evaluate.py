@@ -20,7 +20,7 @@ from pix2pix.experiments.reproduce import reproduce
 from pix2pix.paper import SETS
 from pix2pix.training.train import train
 
-from .conftest import shared_dataset, tiny_config
+from ..conftest import shared_dataset, tiny_config
 
 # Cityscapes label colours (labels.json) and made-up "photo" colours for four classes
 CLASSES = {

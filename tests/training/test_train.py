@@ -18,7 +18,7 @@ from pix2pix.training.checkpoint import STATE_FILE, load_state
 from pix2pix.training.run import RunDirError
 from pix2pix.training.train import config_for_resume, lr_factor, train
 
-from .conftest import shared_dataset, tiny_config
+from ..conftest import shared_dataset, tiny_config
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -29,7 +29,7 @@ from pix2pix.hub.published import PUBLISHED
 from pix2pix.inference.predict import Pix2Pix
 from pix2pix.models.networks import UNetGenerator
 from tests.data.test_download import Server
-from tests.test_reference import reference_generator
+from tests.hub.test_reference import reference_generator
 
 CARD = ModelCard("unet", {"base_channels": 4, "depth": 5}, "BtoA", crop_size=32, objective="l1+cgan")
 

@@ -20,7 +20,7 @@ from pix2pix.data.aligned import EpochSampler
 from pix2pix.training.checkpoint import STATE_FILE, load_state, save_state
 from pix2pix.training.train import config_for_resume, train
 
-from .conftest import tiny_config
+from ..conftest import tiny_config
 
 Job = tuple[TrainConfig, Path, bool]  # (config, run dir, resume)
 

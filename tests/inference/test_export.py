@@ -17,7 +17,7 @@ from pix2pix.hub.folder import save_model
 from pix2pix.inference.export import PARITY_TOLERANCE, OnnxGenerator, check_parity, export_onnx, load_onnx
 from pix2pix.models.networks import ResnetGenerator, UNetGenerator, init_weights
 
-from .conftest import shared_dataset
+from ..conftest import shared_dataset
 
 
 @pytest.fixture(scope="module", autouse=True)

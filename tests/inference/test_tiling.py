@@ -20,7 +20,7 @@ from pix2pix.inference.predict import Pix2Pix
 from pix2pix.inference.tiling import axis_plan, ramp_window, tile_starts, translate_tiled
 from pix2pix.models.networks import UNetGenerator
 
-from .serve.test_demo import png_header_only, save_tiny_model
+from ..serve.test_demo import png_header_only, save_tiny_model
 
 
 def _tiled(g: torch.nn.Module, x: torch.Tensor, **kwargs) -> torch.Tensor:
