@@ -55,7 +55,7 @@ HOLES = ("center", "random")  # inpainting holes (data/inpaint.py)
 DROPOUT_PLACEMENTS = ("paper", "reference")
 RECEPTIVE_FIELDS = (1, 16, 34, 70, 142, 286)
 EVAL_TASKS = ("auto", "photo2label", "label2photo", "image")  # pix2pix evaluate --task
-VAL_TASKS = ("auto", "image", "label2photo", "photo2label")  # validation during training (validation.py)
+VAL_TASKS = ("auto", "image", "label2photo", "photo2label")  # validation during training (training/validation.py)
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 

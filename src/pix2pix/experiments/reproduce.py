@@ -43,9 +43,17 @@ from typing import Any
 
 import torch
 
-from ..config import TrainConfig, load_preset
+from ..config import TrainConfig, load_preset, unet_depth_for_size
+from ..evaluation.evaluate import evaluate_model
+from ..evaluation.segmenter import train_segmenter
+from ..hub.folder import save_model
+from ..hub.model_config import ModelCard
+from ..models.networks import UNetGenerator
 from ..paper import SETS, ExperimentSet, Row
-from ..training.run import RunBusyError, exclusive
+from ..training.checkpoint import STATE_FILE
+from ..training.report import read_log, training_seconds
+from ..training.run import RunBusyError, exclusive, trainer_of
+from ..training.train import train
 from ..version import __version__
 
 PROTOCOLS = ("full", "reduced")
@@ -104,9 +112,6 @@ def run_name(cfg: TrainConfig) -> str:
 
 def train_row(cfg: TrainConfig, run_dir: Path, progress: bool = True) -> bool:
     """Train (or resume) one row's run. Returns True when its schedule is complete."""
-    from ..training.checkpoint import STATE_FILE
-    from ..training.train import train
-
     done = run_dir / "done.json"
     if done.is_file():
         return True
@@ -141,9 +146,6 @@ def scores_file(run_dir: Path, task: str) -> Path:
 
 
 def _row_state(run_dir: Path, task: str) -> str:
-    from ..training.report import read_log
-    from ..training.run import trainer_of
-
     if scores_file(run_dir, task).is_file():
         return f"scored ({run_dir.name})"
     if (run_dir / "done.json").is_file():
@@ -282,8 +284,6 @@ def _segmenter(
     Named by its recipe: a segmenter of another recipe is another folder (and scores are redone)."""
     path = out / (f"segmenter-{size}px" + (f"-{steps}steps" if steps else ""))
     if not (path / "done.json").is_file():
-        from ..evaluation.segmenter import train_segmenter
-
         log(f"training the FCN-score segmenter in {path}")
         train_segmenter(data, path, size=size, steps=steps, device=device, progress=progress)
     return path
@@ -320,8 +320,6 @@ class _Scoring:
     progress: bool = False
 
     def scores(self, model: Path, where: Path) -> dict[str, Any]:
-        from ..evaluation.evaluate import evaluate_model
-
         path = scores_file(where, self.task)
         if path.is_file():
             kept = json.loads(path.read_text())
@@ -345,8 +343,6 @@ class _Scoring:
         return scores
 
     def row(self, row: Row, run_dir: Path, fit: bool = False) -> dict[str, Any]:
-        from ..training.report import read_log, training_seconds
-
         scores = self.scores(run_dir / "model", run_dir)
         trained = json.loads((run_dir / "done.json").read_text())
         trained["seconds"] = round(training_seconds([r for r in read_log(run_dir) if "time" in r]), 1)
@@ -367,8 +363,6 @@ class _Scoring:
         at test time (no jitter, no mirroring) and run as at test time. Beside the val scores this
         shows overfitting, seed 003's case for augmentation and against L2: a model that fits
         its training photos much closer than the val photos."""
-        from ..evaluation.evaluate import evaluate_model
-
         path = run_dir / "fit-train.json"
         if not path.is_file():
             self.log(f"scoring {run_dir / 'model'} on the training pairs (the first {FIT_PAIRS})")
@@ -394,11 +388,6 @@ class _Scoring:
         """A generator whose weights are all zero: tanh(0) = 0, mid-grey, whatever the input. Its
         card carries the set's direction: evaluation reads the input and the real photo by it,
         and the default (AtoB) would score labels segmented from the Cityscapes photo half."""
-        from ..config import unet_depth_for_size
-        from ..hub.folder import save_model
-        from ..hub.model_config import ModelCard
-        from ..models.networks import UNetGenerator
-
         if not (folder / "model" / "config.json").is_file():
             depth = unet_depth_for_size(self.size)
             generator = UNetGenerator(3, 3, base_channels=1, depth=depth, dropout=0.0)

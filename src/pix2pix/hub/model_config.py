@@ -42,7 +42,7 @@ class ModelCard:
     objective: str | None = None
     step: int | None = None  # the training step of the weights beside it (runs' model/ folders)
     palette: str | None = None  # the class palette the demo offers for drawing
-    task: str = "translate"  # or "segmenter" (the FCN-score segmenter, evaluate.py)
+    task: str = "translate"  # or "segmenter" (the FCN-score segmenter, evaluation/segmenter.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

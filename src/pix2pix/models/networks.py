@@ -126,7 +126,7 @@ class UNetGenerator(nn.Module):
         """
         Args:
             output: "tanh" for images in [-1, 1] (the paper's G); "logits" leaves the head
-                linear, for the FCN-score segmenter (evaluate.py), one channel per class.
+                linear, for the FCN-score segmenter (evaluation/segmenter.py), one channel per class.
             dropout_levels: how many decoder levels (counted from the bottleneck) use dropout;
                 the paper uses 3 (CD512 x3), its only source of noise z.
             dropout_first_level: 0 puts dropout on the first decoder levels as in the paper and
