@@ -34,6 +34,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("pix2pix.cli",)),
     ("face", ("pix2pix", "pix2pix.__main__")),
 )
+# where an import of the package's own modules may stand inside a function: it defers torch, so
+# that `pix2pix --help` and the command parsers load without it (each says so in a comment)
+DEFERRING = ("pix2pix", "pix2pix.serve", "pix2pix.cli", "pix2pix.data.edges")
 # what `import pix2pix.inference.predict` must not load
 NOT_FOR_TRANSLATION = ("pix2pix.training", "pix2pix.evaluation", "pix2pix.experiments", "pix2pix.metrics.perceptual")
 
@@ -132,6 +135,21 @@ def test_no_private_name_taken_from_another_module() -> None:
         if what.startswith("_") and not what.startswith("__") and target != name
     ]
     assert not taken, "private names imported across modules (make them public where they live):\n" + "\n".join(taken)
+
+
+def test_function_level_imports_only_where_they_defer_torch() -> None:
+    local = []
+    for name, path in MODULES.items():
+        if name in DEFERRING or name.startswith("pix2pix.cli."):
+            continue
+        for fn in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("pix2pix")):
+                        local.append(f"{name}:{node.lineno} imports {'.' * node.level}{node.module or ''} in {fn.name}")
+    assert not local, "imports of the package inside functions (move them to the top of the module):\n" + "\n".join(
+        local
+    )
 
 
 def test_translation_loads_no_training_evaluation_or_perceptual_metrics() -> None:
