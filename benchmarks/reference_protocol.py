@@ -187,7 +187,8 @@ def train(args: argparse.Namespace) -> int:
     argv = [*flags, "--dataroot", str(data), "--checkpoints_dir", str(where), "--name", name]
     folder.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    code = [sys.executable if args.python is None else args.python, __file__, "_run", str(checkout), ROWS[args.row], str(args.seed), "--", *argv]  # fmt: skip
+    python = sys.executable if args.python is None else args.python
+    code = [python, __file__, "_run", str(checkout), ROWS[args.row], str(args.seed), "--", *argv]
     with open(folder / "train.log", "w") as log:
         result = subprocess.run(code, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0 or not (folder / "latest_net_G.pth").is_file():

@@ -46,6 +46,7 @@ import torch
 from . import __version__
 from .config import TrainConfig, load_preset
 from .run import RunBusyError, exclusive
+from .verdicts import judge, verdict_lines
 
 PROTOCOLS = ("full", "reduced")
 REDUCED = {"crop_size": 128, "load_size": 143, "epochs": 1, "epochs_decay": 1}
@@ -138,7 +139,6 @@ SETS: dict[str, ExperimentSet] = {
                 Row("U-Net (L1+cGAN)", {"objective": "l1+cgan"}, (0.55, 0.20, 0.14)),
             ),
             overrides={"batch_size": 10},
-            ground_truth_paper=FCN_GT,
         ),
         ExperimentSet(
             "table3",
@@ -154,7 +154,6 @@ SETS: dict[str, ExperimentSet] = {
                     (286, (0.42, 0.16, 0.11)),
                 )
             ),
-            ground_truth_paper=FCN_GT,
         ),
         ExperimentSet(
             "figure7",
@@ -181,7 +180,6 @@ SETS: dict[str, ExperimentSet] = {
                 for name, objective in (("L1", "l1"), ("L2", "l2"), ("L1+L2", "l1+l2"))
                 for suffix, extra in (("", ""), ("+cGAN", "+cgan"))
             ),
-            ground_truth_paper=FCN_GT,
         ),
         ExperimentSet(
             "augmentation",
@@ -195,7 +193,6 @@ SETS: dict[str, ExperimentSet] = {
                 Row("jitter only", {"flip": False}),
                 Row("none", {"preprocess": "resize", "flip": False}),
             ),
-            ground_truth_paper=FCN_GT,
         ),
         ExperimentSet(
             "batch_size",
@@ -204,7 +201,6 @@ SETS: dict[str, ExperimentSet] = {
             L2P,
             "label2photo",
             tuple(Row(f"batch {b}", {"batch_size": b}) for b in (1, 4, 10, 32)),
-            ground_truth_paper=FCN_GT,
         ),
         ExperimentSet(
             "seeds",
@@ -395,8 +391,8 @@ def reproduce(
         "protocol": protocol,
         "reduced": REDUCED if protocol == "reduced" else None,
         "extra": extra or {},
-        "data": str(data),
-        "command": f"pix2pix reproduce {name} --data {data} --protocol {protocol} --out {out}"
+        "data": Path(data).name,
+        "command": f"pix2pix reproduce {name} --data {Path(data).name} --protocol {protocol} --out OUT"
         + "".join(f" --set {k}={v}" for k, v in (extra or {}).items()),
         "machine": machine(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -409,11 +405,62 @@ def reproduce(
         "ground_truth_seed000": exp.ground_truth_seed000,
     }
     report["spread"] = seed_spread(report)
+    report = relative_paths(report, out, data)
+    seeds = out / f"seeds-{protocol}.json"
+    report["verdicts"] = judge(report, json.loads(seeds.read_text()) if seeds.is_file() else None)
     (out / f"{name}-{protocol}.json").write_text(json.dumps(report, indent=2) + "\n")
     path = out / f"{name}-{protocol}.md"
     path.write_text(format_report(report, exp))
     log(f"wrote {path}")
     return path
+
+
+def relative_paths(report: Any, out: Path, data: str | Path) -> Any:
+    """The report with no path of the machine it ran on: folders under OUT relative to it, the
+    data set's folder by its name (a report is read elsewhere, and says nothing of this disk)."""
+    roots = [(str(Path(out).resolve()), ""), (str(Path(out)), ""), (str(Path(data).resolve()), Path(data).name)]
+    roots += [(str(Path(data)), Path(data).name)]
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, str):
+            for root, name in roots:
+                if root not in ("", ".") and (value == root or value.startswith(root.rstrip("/") + "/")):
+                    rest = value[len(root) :].lstrip("/")
+                    return "/".join(p for p in (name, rest) if p) or "."
+        return value
+
+    return fix(report)
+
+
+NOTES = "Notes (written after the run):"
+
+
+def rewrite_report(json_path: str | Path, seeds: dict[str, Any] | None = None) -> Path:
+    """Write NAME-PROTOCOL.md again from its JSON, after the rule or the format changed: paths
+    made relative, verdicts judged anew (from `seeds`, else the seeds report beside it), and the
+    hand-written notes of the old Markdown (from NOTES on) kept as they were."""
+    json_path = Path(json_path)
+    report = json.loads(json_path.read_text())
+    if m := re.search(r"--out (\S+)", report["command"]):  # written before paths were made relative
+        report = relative_paths(report, Path(m[1]), report["data"])
+        report["command"] = re.sub(r"--data \S+", f"--data {Path(report['data']).name}", report["command"])
+        report["command"] = re.sub(r"--out \S+", "--out OUT", report["command"])
+    report["data"] = Path(report["data"]).name
+    report["ground_truth_paper"] = SETS[report["set"]].ground_truth_paper  # only Table 1 has one
+    if seeds is None:
+        beside = json_path.with_name(f"seeds-{report['protocol']}.json")
+        seeds = json.loads(beside.read_text()) if beside.is_file() else None
+    report["verdicts"] = judge(report, seeds)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    md = json_path.with_suffix(".md")
+    old = md.read_text() if md.is_file() else ""
+    notes = old[old.index(NOTES) :] if NOTES in old else ""
+    md.write_text(format_report(report, SETS[report["set"]]) + ("\n" + notes if notes else ""))
+    return md
 
 
 def _train_rows(
@@ -651,7 +698,7 @@ def _fit_lines(report: dict[str, Any]) -> list[str]:
 def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
     """The Markdown report: how it was run, the scores beside the paper's, what the segmenter
     can tell apart, the seed spread, each row's fit, per-class IoU and where the runs are."""
-    lines = _header_lines(report, exp) + _score_lines(report)
+    lines = _header_lines(report, exp) + _score_lines(report) + verdict_lines(report)
     lines += _spread_lines(report) + _fit_lines(report)
     if exp.task == "photo2label":
         lines += [
@@ -672,7 +719,8 @@ def _header_lines(report: dict[str, Any], exp: ExperimentSet) -> list[str]:
         f"Protocol: **{report['protocol']}**. Machine: {report['machine']}. Date: {report['date']}. "
         f"pix2pix {report['version']}.",
         "",
-        f"Command: `{report['command']}`",
+        f"Command: `{report['command']}` (OUT: the output folder; the paths below are relative to it, "
+        "and the data set is named by its folder).",
         "",
     ]
     if report["reduced"]:

@@ -237,7 +237,7 @@ def reproduce_colorization(
     """Train both models (resuming), score them and write OUT/colorization-PROTOCOL.md, .json and
     -distributions.png. `data`: a folder of colour photos (train/ and val/ or test/, or one folder,
     split 90/10), or aligned pairs with `photo_half` naming the photo's side."""
-    from .reproduce import machine, train_row
+    from .reproduce import machine, relative_paths, train_row
 
     if protocol not in COLOR_PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(COLOR_PROTOCOLS)}, got {protocol!r}")
@@ -261,7 +261,7 @@ def reproduce_colorization(
         "protocol": protocol,
         "photos": json.loads((photos / "done.json").read_text()),
         "encoder": encoder_note,
-        "command": f"pix2pix reproduce colorization --data {data} --protocol {protocol} --out {out}"
+        "command": f"pix2pix reproduce colorization --data {Path(data).name} --protocol {protocol} --out OUT"
         + (f" --photo-half {photo_half}" if photo_half != "none" else "")
         + (f" --encoder-weights {encoder}" if encoder else "")
         + "".join(f" --set {k}={v}" for k, v in (extra or {}).items()),
@@ -275,6 +275,7 @@ def reproduce_colorization(
             for name, folder, training in rows
         ],
     }
+    report = relative_paths(report, out, data)  # no path of this machine in a report
     path = out / f"colorization-{protocol}.md"
     plot = plot_distributions(scores, truth, path.with_name(path.stem + "-distributions.png"), log)
     report["plot"] = plot.name if plot else None
