@@ -210,7 +210,7 @@ def train(args: argparse.Namespace) -> int:
 
 def score(args: argparse.Namespace) -> int:
     from pix2pix.reference import import_reference
-    from pix2pix.reproduce import REDUCED_SEGMENTER_STEPS, SCORES, _metric, _Scoring
+    from pix2pix.reproduce import REDUCED_SEGMENTER_STEPS, REFERENCE_FILE, SCORES, _metric, _Scoring
 
     out = Path(args.out).resolve()
     segmenter = out / f"segmenter-128px-{REDUCED_SEGMENTER_STEPS}steps"
@@ -237,8 +237,9 @@ def score(args: argparse.Namespace) -> int:
         )
         print(f"{done['row']} seed {done['seed']}: " + " / ".join(f"{v:.3f}" for v in rows[-1]["scores"]))
     report = {"set": "table1", "protocol": "reduced", "metric_names": list(SCORES), "rows": rows}
-    (out / "reference-table1.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out / 'reference-table1.json'}")
+    path = out / REFERENCE_FILE.format("table1")
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
     return 0
 
 

@@ -111,3 +111,33 @@ def test_relative_paths_names_the_data_by_its_folder(tmp_path: Path) -> None:
         "list": [".", "L / a / b", "runs/y"],
     }
     assert not ABSOLUTE.findall(json.dumps(relative_paths(report, out, data)))
+
+
+def test_a_report_beside_the_reference_codes_rows_judges_each_row_and_pair_against_them() -> None:
+    report, seeds = _load("table1"), _load("seeds")
+    names = report["metric_names"]
+    reference = {
+        "set": "table1",
+        "protocol": "reduced",
+        "metric_names": names,
+        "rows": [
+            {"row": "L1+cGAN", "seed": 0, "scores": [0.83, 0.35, 0.285]},
+            {"row": "L1+cGAN", "seed": 1, "scores": [0.84, 0.36, 0.300]},
+            {"row": "cGAN", "seed": 0, "scores": [0.70, 0.25, 0.200]},
+        ],
+    }
+    judged = judge(report, seeds, reference)
+    rows = {v["a"]: v for v in judged["reference"]}
+    assert set(rows) == {"L1+cGAN", "cGAN"}  # rows the reference code has not trained are left out
+    # our three L1+cGAN seeds (0.276-0.290) overlap the reference's two (0.285-0.300): within
+    assert rows["L1+cGAN"]["gap"] == 0 and rows["L1+cGAN"]["verdict"] == WITHIN
+    # our cGAN (0.136) lies 0.064 below the reference's: beyond twice the largest range (0.028)
+    assert round(rows["cGAN"]["gap"], 3) == -0.064 and rows["cGAN"]["verdict"] == BEYOND
+    # the paper's cGAN < L1+cGAN, judged on the reference code's rows by the same rule
+    pair = _find(judged["comparisons"], "cGAN", "L1+cGAN")
+    assert pair["reference_outcome"] == REPRODUCED and pair["outcome"] == REPRODUCED
+    assert _find(judged["comparisons"], "L1", "GAN")["reference_outcome"] is None  # neither trained there
+    text = "\n".join(format_report({**report, "verdicts": judged}, SETS["table1"]).splitlines())
+    assert "| cGAN | 0.136 | 0.200 | -0.064 |" in text and "reference code, same protocol |" in text
+    # another set's or protocol's reference rows are not used
+    assert "reference" not in judge(report, seeds, {**reference, "protocol": "full"})

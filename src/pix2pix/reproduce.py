@@ -49,6 +49,9 @@ from .run import RunBusyError, exclusive
 from .verdicts import judge, verdict_lines
 
 PROTOCOLS = ("full", "reduced")
+# the same rows trained by the reference code at the reduced protocol and scored by our scorer
+# (benchmarks/reference_protocol.py writes it into OUT); a report beside it gets its column
+REFERENCE_FILE = "reference-{}.json"
 REDUCED = {"crop_size": 128, "load_size": 143, "epochs": 1, "epochs_decay": 1}
 # the segmenter of the reduced protocol: 20 epochs at 128 px. 7,500 steps was the shortest
 # recipe tried whose ground-truth row stands 0.10 class IoU above the controls; 15,000 widens
@@ -406,8 +409,7 @@ def reproduce(
     }
     report["spread"] = seed_spread(report)
     report = relative_paths(report, out, data)
-    seeds = out / f"seeds-{protocol}.json"
-    report["verdicts"] = judge(report, json.loads(seeds.read_text()) if seeds.is_file() else None)
+    report["verdicts"] = judge(report, *_beside(out / f"{name}-{protocol}.json", name, protocol))
     (out / f"{name}-{protocol}.json").write_text(json.dumps(report, indent=2) + "\n")
     path = out / f"{name}-{protocol}.md"
     path.write_text(format_report(report, exp))
@@ -439,6 +441,12 @@ def relative_paths(report: Any, out: Path, data: str | Path) -> Any:
 NOTES = "Notes (written after the run):"
 
 
+def _beside(path: Path, name: str, protocol: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The seeds set's report and the reference code's rows (REFERENCE_FILE) beside a report."""
+    seeds, reference = path.with_name(f"seeds-{protocol}.json"), path.with_name(REFERENCE_FILE.format(name))
+    return tuple(json.loads(p.read_text()) if p.is_file() else None for p in (seeds, reference))  # type: ignore[return-value]
+
+
 def rewrite_report(json_path: str | Path, seeds: dict[str, Any] | None = None) -> Path:
     """Write NAME-PROTOCOL.md again from its JSON, after the rule or the format changed: paths
     made relative, verdicts judged anew (from `seeds`, else the seeds report beside it), and the
@@ -451,10 +459,8 @@ def rewrite_report(json_path: str | Path, seeds: dict[str, Any] | None = None) -
         report["command"] = re.sub(r"--out \S+", "--out OUT", report["command"])
     report["data"] = Path(report["data"]).name
     report["ground_truth_paper"] = SETS[report["set"]].ground_truth_paper  # only Table 1 has one
-    if seeds is None:
-        beside = json_path.with_name(f"seeds-{report['protocol']}.json")
-        seeds = json.loads(beside.read_text()) if beside.is_file() else None
-    report["verdicts"] = judge(report, seeds)
+    found_seeds, reference = _beside(json_path, report["set"], report["protocol"])
+    report["verdicts"] = judge(report, seeds if seeds is not None else found_seeds, reference)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     md = json_path.with_suffix(".md")
     old = md.read_text() if md.is_file() else ""

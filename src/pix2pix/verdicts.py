@@ -191,6 +191,62 @@ def against_controls(report: dict[str, Any], spread: Spread) -> list[Verdict]:
     return out
 
 
+def reference_values(reference: dict[str, Any], metric: str) -> dict[str, tuple[float, ...]]:
+    """Row name -> the reference code's values over its seeds (benchmarks/reference_protocol.py)."""
+    index = reference["metric_names"].index(metric)
+    values: dict[str, list[float]] = {}
+    for r in reference["rows"]:
+        if r["scores"][index] is not None:
+            values.setdefault(r["row"], []).append(r["scores"][index])
+    return {k: tuple(v) for k, v in values.items()}
+
+
+def against_reference(report: dict[str, Any], spread: Spread, reference: dict[str, Any]) -> list[Verdict]:
+    """Each of our rows against the same row trained by the reference code at the same protocol:
+    within its spread (ours is where the reference code lands), at its edge, or beyond it. s is
+    the larger of our row's spread (rule 1) and the reference row's range over its seeds."""
+    theirs = reference_values(reference, spread.metric)
+    out = []
+    for r in report["rows"]:
+        value = _score(r["scores"], spread.metric)
+        if value is None or r["row"] not in theirs:
+            continue
+        ours, ref = spread.values(r["run"], value), theirs[r["row"]]
+        s, basis = spread.of(r["run"])
+        if max(ref) - min(ref) > s:
+            s, basis = max(ref) - min(ref), f"the reference's {len(ref)} seeds"
+        gap = _gap(ours, ref)
+        out.append(
+            Verdict(
+                r["row"],
+                "reference code",
+                (sum(ours) / len(ours), sum(ref) / len(ref)),
+                gap,
+                s,
+                basis,
+                classify(gap, s),
+            )
+        )
+    return out
+
+
+def reference_outcomes(report: dict[str, Any], spread: Spread, reference: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """The paper's comparisons judged on the reference code's rows by the same rule: where the
+    reference code gives the same outcome as ours, the deviation is the protocol's."""
+    theirs = reference_values(reference, spread.metric)
+    index = report["metric_names"].index(spread.metric)
+    rows = {r["row"]: r for r in report["rows"]}
+    out = {}
+    for a, b in combinations([n for n in rows if n in theirs and rows[n].get("paper")], 2):
+        s = max(spread.of(rows[a]["run"])[0], spread.of(rows[b]["run"])[0])
+        for name in (a, b):
+            s = max(s, max(theirs[name]) - min(theirs[name]))
+        gap = _gap(theirs[a], theirs[b])
+        paper = (rows[a]["paper"][index], rows[b]["paper"][index])
+        out[(a, b)] = outcome(paper, gap, classify(gap, s))
+    return out
+
+
 def ceiling(report: dict[str, Any]) -> dict[str, Any] | None:
     """The evaluator's ceiling: the real photos scored by the segmenter. A row that beats them on
     any score, or on some classes, shows where the segmenter cannot tell outputs from photos."""
@@ -219,6 +275,10 @@ def ceiling(report: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _signed(gap: float) -> str:
+    return f"{round(gap, 3) + 0.0:+.3f}"  # + 0.0: no "-0.000"
+
+
 def verdict_lines(report: dict[str, Any]) -> list[str]:
     """The report's Markdown section for report['verdicts'] (written by `judge`)."""
     judged = report.get("verdicts")
@@ -233,16 +293,36 @@ def verdict_lines(report: dict[str, Any]) -> list[str]:
         "seeds counts by its nearest seed. Against the paper: reproduced = beyond the spread in the paper's "
         "direction (within it where the paper ties); not reproduced = beyond it the other way.",
         "",
-        "| comparison | ours | gap | s (from) | verdict | paper | against the paper |",
-        "|---|---|---|---|---|---|---|",
+    ]
+    ref = "reference" in judged
+    lines += [
+        "| comparison | ours | gap | s (from) | verdict | paper | against the paper |"
+        + (" reference code, same protocol |" if ref else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if ref else ""),
     ]
     for v in judged["comparisons"]:
         paper = f"{v['paper'][0]:.2f} / {v['paper'][1]:.2f}" if v["paper"] else "-"
         lines.append(
-            f"| {v['a']} vs {v['b']} | {v['ours'][0]:.3f} / {v['ours'][1]:.3f} | {round(v['gap'], 3) + 0.0:+.3f} | "
+            f"| {v['a']} vs {v['b']} | {v['ours'][0]:.3f} / {v['ours'][1]:.3f} | {_signed(v['gap'])} | "
             f"{v['spread']:.3f} ({v['basis']}) | {v['verdict']} | {paper} | {v['outcome'] or '-'} |"
+            + (f" {v.get('reference_outcome') or 'not trained yet'} |" if ref else "")
         )
     lines.append("")
+    if ref:
+        lines += [
+            "Each row against the same row trained by the reference code (its own train.py, the same data, "
+            "size, epochs, learning-rate rule and seed; benchmarks/reference_protocol.py), scored by the same "
+            "scorer. Within the spread: ours lands where the reference code does.",
+            "",
+            "| row | ours | reference code | gap | s (from) | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for v in judged["reference"]:
+            lines.append(
+                f"| {v['a']} | {v['ours'][0]:.3f} | {v['ours'][1]:.3f} | {_signed(v['gap'])} | "
+                f"{v['spread']:.3f} ({v['basis']}) | {v['verdict']} |"
+            )
+        lines.append("")
     if judged.get("controls"):
         control = judged["controls"][0]["b"]
         beyond = [v["a"] for v in judged["controls"] if v["verdict"] == BEYOND and v["gap"] > 0]
@@ -269,18 +349,35 @@ def verdict_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def judge(report: dict[str, Any], seeds: dict[str, Any] | None, metric: str = "class_iou") -> dict[str, Any] | None:
-    """report['verdicts'] for a report, from the seeds set's report (None: no spread measured, no verdicts)."""
+def judge(
+    report: dict[str, Any],
+    seeds: dict[str, Any] | None,
+    reference: dict[str, Any] | None = None,
+    metric: str = "class_iou",
+) -> dict[str, Any] | None:
+    """report['verdicts'] for a report, from the seeds set's report (None: no spread measured, no
+    verdicts) and, where given, the same rows trained by the reference code at the same protocol."""
     if seeds is None or report.get("set") == "seeds" or metric not in report["metric_names"]:
         return None
     spread = Spread.from_seeds(seeds, metric)
     if not spread.groups:
         return None
-    return {
+    comparisons = [v.to_json() for v in compare(report, spread)]
+    judged = {
         "metric": metric,
         "largest": spread.largest,
         "unmeasured_factor": UNMEASURED_FACTOR,
-        "comparisons": [v.to_json() for v in compare(report, spread)],
+        "comparisons": comparisons,
         "controls": [v.to_json() for v in against_controls(report, spread)],
         "ceiling": ceiling(report),
     }
+    same = reference is not None and (reference.get("set"), reference.get("protocol")) == (
+        report.get("set"),
+        report.get("protocol"),
+    )
+    if same and reference["rows"]:
+        judged["reference"] = [v.to_json() for v in against_reference(report, spread, reference)]
+        theirs = reference_outcomes(report, spread, reference)
+        for v in comparisons:
+            v["reference_outcome"] = theirs.get((v["a"], v["b"]))
+    return judged
