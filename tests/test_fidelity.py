@@ -279,3 +279,40 @@ def test_reproduce_trains_the_segmenter_once_and_names_it_by_its_recipe(city: Pa
     reproduce("augmentation", city, tmp_path, device="cpu", extra=tiny, segmenter_steps=4, progress=False)
     assert (folder / "done.json").stat().st_mtime_ns == kept  # found, not trained again
     assert [p.name for p in tmp_path.glob("segmenter-*")] == [folder.name]
+
+
+def test_the_longer_set_validates_every_epoch_and_reports_curves_and_moves(
+    city: Path,  # noqa: F811
+    segmenter: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from pix2pix.reproduce import control_configs, row_config, run_name
+
+    # the committed seeds report beside the output: the rule's spreads for the pairs' moves
+    shutil.copy(Path(__file__).resolve().parents[1] / "reports" / "seeds-reduced.json", tmp_path)
+    # 16 tiny training pairs: one epoch is 16 steps at batch 1; 2 + 2 epochs (the set's 5 + 5,
+    # shortened for the test through `extra`, which comes last) are 64 steps
+    tiny = {"crop_size": 32, "load_size": 36, "g_channels": 4, "d_channels": 4, "workers": 0, "num_samples": 0}
+    tiny["val_every"] = 16
+    short = {**tiny, "epochs": 2, "epochs_decay": 2}
+    path = reproduce("table1_longer", city, tmp_path, segmenter=segmenter, device="cpu", extra=short, progress=False)
+    report = json.loads(path.with_suffix(".json").read_text())
+    assert [r["training"]["step"] for r in report["rows"]] == [64, 64, 64]
+    for name, points in report["curves"].items():
+        assert [p["epoch"] for p in points] == [1.0, 2.0, 3.0, 4.0], name
+        assert all(0 <= p["class_iou"] <= 1 and 0 < p["hist_a"] <= 1 for p in points)
+    moves = report["verdicts"]["movement"]
+    assert [(m["a"], m["b"]) for m in moves] == [("L1", "cGAN"), ("L1", "L1+cGAN"), ("cGAN", "L1+cGAN")]
+    assert all(m["epochs"] == [2.0, 4.0] for m in moves)
+    text = path.read_text()
+    assert "| epoch | L1 class IoU | L1 L / a / b |" in text and "with training |" in text
+    # the segmenter folder is not part of a run's name; the controls are every set's controls
+    cfg = row_config(SETS["table1_longer"], SETS["table1_longer"].rows[0], city, "reduced", "cpu", tiny, segmenter)
+    elsewhere = row_config(SETS["table1_longer"], SETS["table1_longer"].rows[0], city, "reduced", "cpu", tiny, "/x")
+    assert run_name(cfg) == run_name(elsewhere) and cfg.run.segmenter == str(segmenter)
+    assert cfg.optim.epochs == 5 and cfg.optim.epochs_decay == 5
+    same = control_configs(SETS["table1"], city, "reduced", "cpu", tiny)
+    longer = control_configs(SETS["table1_longer"], city, "reduced", "cpu", tiny)
+    assert [run_name(c) for _, c in longer] == [run_name(c) for _, c in same]

@@ -89,6 +89,9 @@ class ExperimentSet:
     ground_truth_paper: tuple[float, ...] | None = None  # label2photo: the segmenter on real photos
     ground_truth_seed000: tuple[float, ...] | None = None
     notes: str = ""
+    reduced_overrides: dict[str, Any] = field(default_factory=dict)  # after the reduced protocol's own
+    val_every: int = 0  # > 0: validate every this many steps (FCN-score and colour curves) ...
+    val_images: int = 0  # ... on this many val pairs
 
     @property
     def fcn_scored(self) -> bool:
@@ -206,6 +209,23 @@ SETS: dict[str, ExperimentSet] = {
             tuple(Row(f"batch {b}", {"batch_size": b}) for b in (1, 4, 10, 32)),
         ),
         ExperimentSet(
+            "table1_longer",
+            "Table 1's contested rows trained 5 + 5 epochs (29,750 steps) instead of 1 + 1, validated every "
+            "epoch, Cityscapes labels -> photo, FCN-scores",
+            L2P,
+            "label2photo",
+            (
+                Row("L1", {"objective": "l1"}, (0.42, 0.15, 0.11), (0.60, 0.20, 0.15)),
+                Row("cGAN", {"objective": "cgan"}, (0.57, 0.22, 0.16), (0.66, 0.23, 0.18)),
+                Row("L1+cGAN", {"objective": "l1+cgan"}, (0.66, 0.23, 0.17), (0.55, 0.20, 0.14)),
+            ),
+            ground_truth_paper=FCN_GT,
+            ground_truth_seed000=(0.76, 0.25, 0.20),
+            reduced_overrides={"epochs": 5, "epochs_decay": 5},
+            val_every=2975,  # one epoch of the 2,975 training pairs at batch 1
+            val_images=100,
+        ),
+        ExperimentSet(
             "seeds",
             "Seed-to-seed spread: Table 1's L1 and L1+cGAN rows trained from three seeds, Cityscapes "
             "labels -> photo, FCN-scores (how large a gap between two rows must be to mean anything)",
@@ -232,16 +252,22 @@ def row_config(
     protocol: str,
     device: str = "auto",
     extra: dict[str, Any] | None = None,
+    segmenter: str | Path | None = None,
 ) -> TrainConfig:
     """The training config of one row: preset, then the set's and the row's overrides, then the
-    protocol's reductions, then `extra` (user settings such as workers, or a smaller model for
-    a quick check; the report lists them)."""
+    protocol's reductions (and the set's own under the reduced one), then `extra` (user settings
+    such as workers, or a smaller model for a quick check; the report lists them). A set that
+    validates every epoch validates with `segmenter`."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     values: dict[str, Any] = {**load_preset(exp.preset), **exp.overrides, **row.overrides}
     if protocol == "reduced":
-        values.update(REDUCED)
+        values.update(REDUCED, **exp.reduced_overrides)
     values.update(data=str(data), device=device, num_samples=4, sample_every=1000, checkpoint_every=500)
+    if exp.val_every:  # validations on a fixed val subset; FCN-scores with the segmenter, where given
+        values.update(val_every=exp.val_every, val_images=exp.val_images, val_task="label2photo")
+        if segmenter is not None:
+            values.update(segmenter=str(segmenter))
     values.update(extra or {})
     return TrainConfig.from_dict(values, f"reproduce {exp.name} / {row.name}")
 
@@ -249,12 +275,12 @@ def row_config(
 def config_digest(cfg: TrainConfig) -> str:
     """A hash of the options that differ from their defaults (so adding a new option with a
     default keeps old names), leaving out those that do not change the result (data folder,
-    device, loader workers)."""
+    device, loader workers, the validation's segmenter folder)."""
     defaults = TrainConfig().to_dict()
     keyed = {
         k: v
         for k, v in cfg.to_dict().items()
-        if k not in ("data", "device", "workers") and (k not in defaults or v != defaults[k])
+        if k not in ("data", "device", "workers", "segmenter") and (k not in defaults or v != defaults[k])
     }
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -364,7 +390,12 @@ def reproduce(
     exp, out, started = SETS[name], Path(out), time.perf_counter()
     (out / "runs").mkdir(parents=True, exist_ok=True)
     fcn = exp.fcn_scored
-    configs = [(row, row_config(exp, row, data, protocol, device, extra)) for row in exp.rows]
+    if exp.val_every and segmenter is None:  # validation during training needs the segmenter first
+        size = row_config(exp, exp.rows[0], data, protocol, device, extra).data.crop_size
+        steps = segmenter_steps or (REDUCED_SEGMENTER_STEPS if protocol == "reduced" else None)
+        segmenter = _segmenter(data, out, size, steps, device, progress, log)
+    checker = segmenter if exp.val_every else None
+    configs = [(row, row_config(exp, row, data, protocol, device, extra, checker)) for row in exp.rows]
     controls = control_configs(exp, data, protocol, device, extra) if fcn else []
 
     # Train: every row not trained yet, passing over rows another process holds.
@@ -408,6 +439,9 @@ def reproduce(
         "ground_truth_seed000": exp.ground_truth_seed000,
     }
     report["spread"] = seed_spread(report)
+    if exp.val_every:
+        report["curves"] = {row.name: curve(out / "runs" / run_name(cfg)) for row, cfg in configs}
+        report["plot"] = plot_curves(report["curves"], out / f"{name}-{protocol}-curves.png", log)
     report = relative_paths(report, out, data)
     report["verdicts"] = judge(report, *_beside(out / f"{name}-{protocol}.json", name, protocol))
     (out / f"{name}-{protocol}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -469,6 +503,76 @@ def rewrite_report(json_path: str | Path, seeds: dict[str, Any] | None = None) -
     return md
 
 
+CURVE_KEYS = {"class_iou": "val_fcn_class_iou", "hist_L": "val_hist_L", "hist_a": "val_hist_a", "hist_b": "val_hist_b"}
+
+
+def curve(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's validations from its log: step, epoch (steps / steps of one epoch), class IoU
+    (paper mode; FCN-score on the validation subset) and the Lab histogram intersections."""
+    from .report import read_log
+
+    config = json.loads((run_dir / "config.json").read_text())
+    every = config.get("val_every") or 1
+    points = []
+    for r in read_log(run_dir):
+        if "val_hist_L" in r:
+            points.append(
+                {"step": r["step"], "epoch": r["step"] / every, **{k: r.get(v) for k, v in CURVE_KEYS.items()}}
+            )
+    return points
+
+
+def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, log: Callable[[str], None] = print) -> str | None:
+    """One figure: class IoU and the L, a, b intersections against epochs, a line per row. Needs
+    matplotlib (the `plots` extra); without it the report's table holds the same figures."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log('no plot: matplotlib is not installed (pip install "pix2pix[plots]")')
+        return None
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
+    titles = {"class_iou": "FCN class IoU", "hist_L": "L intersection", "hist_a": "a intersection"}
+    titles["hist_b"] = "b intersection"
+    for ax, (key, title) in zip(axes, titles.items(), strict=True):
+        for name, points in curves.items():
+            xs = [p["epoch"] for p in points if p[key] is not None]
+            ax.plot(xs, [p[key] for p in points if p[key] is not None], marker="o", ms=3, label=name)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Validation every epoch (the first 100 val pairs, paper mode)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path.name
+
+
+def _curve_lines(report: dict[str, Any]) -> list[str]:
+    if not report.get("curves"):
+        return []
+    lines = [
+        "Validation every epoch (the fixed first val pairs, paper mode): class IoU | L / a / b intersection.",
+        "",
+        "| epoch | " + " | ".join(f"{name} class IoU | {name} L / a / b" for name in report["curves"]) + " |",
+        "|---|" + "---|---|" * len(report["curves"]),
+    ]
+    epochs = sorted({round(p["epoch"], 2) for points in report["curves"].values() for p in points})
+    for e in epochs:
+        cells = []
+        for points in report["curves"].values():
+            p = next((p for p in points if round(p["epoch"], 2) == e), None)
+            colour = " / ".join(f"{p[k]:.2f}" for k in LAB) if p else "-"
+            cells.append(f"{_fmt_or_dash(p['class_iou']) if p else '-'} | {colour}")
+        lines.append(f"| {e:g} | " + " | ".join(cells) + " |")
+    if report.get("plot"):
+        lines += ["", f"![curves]({report['plot']})"]
+    return [*lines, ""]
+
+
 def _train_rows(
     name: str, configs: list[tuple[Row, TrainConfig]], out: Path, progress: bool, log: Callable[[str], None]
 ) -> None:
@@ -517,9 +621,10 @@ def control_configs(
     exp: ExperimentSet, data: str | Path, protocol: str, device: str = "auto", extra: dict[str, Any] | None = None
 ) -> list[tuple[Row, TrainConfig]]:
     """The trained control rows of an FCN-scored set. They leave out the set's own overrides
-    (table2's batch 10, under which 300 steps would be half its schedule): one barely trained
+    (table2's batch 10, under which 300 steps would be half its schedule; the longer set's
+    epochs and validation): one barely trained
     generator, the same run for every set, so its score compares across reports."""
-    bare = replace(exp, overrides={})
+    bare = replace(exp, overrides={}, reduced_overrides={}, val_every=0, val_images=0)
     return [(row, row_config(bare, row, data, protocol, device, extra)) for row in CONTROL_ROWS]
 
 
@@ -705,7 +810,7 @@ def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
     """The Markdown report: how it was run, the scores beside the paper's, what the segmenter
     can tell apart, the seed spread, each row's fit, per-class IoU and where the runs are."""
     lines = _header_lines(report, exp) + _score_lines(report) + verdict_lines(report)
-    lines += _spread_lines(report) + _fit_lines(report)
+    lines += _spread_lines(report) + _curve_lines(report) + _fit_lines(report)
     if exp.task == "photo2label":
         lines += [
             "Scores: each output pixel is mapped to the nearest Cityscapes label colour; per-pixel "

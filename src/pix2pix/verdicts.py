@@ -247,6 +247,43 @@ def reference_outcomes(report: dict[str, Any], spread: Spread, reference: dict[s
     return out
 
 
+TOWARDS, AWAY, STILL = "towards the paper", "away from the paper", "no move beyond the spread"
+
+
+def movement(report: dict[str, Any], spread: Spread, start: float = 2.0) -> list[dict[str, Any]]:
+    """With longer training (report['curves']: a validation every epoch), does each of the
+    paper's pairs move towards the paper's ordering? The pair's gap at epoch `start` (the short
+    protocol's length) against its gap at the last validation; a move counts when it exceeds
+    the pair's spread s (rule 1). Validation scores a fixed subset, so its figures are compared
+    with each other only."""
+    curves = report.get("curves") or {}
+    index = report["metric_names"].index(spread.metric) if spread.metric in report["metric_names"] else None
+    rows = {r["row"]: r for r in report["rows"] if r["row"] in curves and curves[r["row"]] and r.get("paper")}
+    out = []
+    for a, b in combinations(rows, 2):
+        at = {}
+        for name in (a, b):
+            points = [p for p in curves[name] if p.get(spread.metric) is not None]
+            early = next((p for p in points if p["epoch"] >= start - 1e-9), None)
+            at[name] = (early, points[-1] if points else None)
+        if None in (*at[a], *at[b]) or index is None:
+            continue
+        early = at[a][0][spread.metric] - at[b][0][spread.metric]
+        late = at[a][1][spread.metric] - at[b][1][spread.metric]
+        paper = round(rows[a]["paper"][index] - rows[b]["paper"][index], 2)
+        s = max(spread.of(rows[a]["run"])[0], spread.of(rows[b]["run"])[0])
+        change = late - early
+        if round(abs(change), 3) <= round(s, 3) or paper == 0:
+            verdict = STILL
+        else:
+            verdict = TOWARDS if (change > 0) == (paper > 0) else AWAY
+        epochs = (at[a][0]["epoch"], at[a][1]["epoch"])
+        out.append(
+            {"a": a, "b": b, "epochs": epochs, "gaps": (early, late), "paper": paper, "spread": s, "verdict": verdict}
+        )
+    return out
+
+
 def ceiling(report: dict[str, Any]) -> dict[str, Any] | None:
     """The evaluator's ceiling: the real photos scored by the segmenter. A row that beats them on
     any score, or on some classes, shows where the segmenter cannot tell outputs from photos."""
@@ -334,6 +371,21 @@ def verdict_lines(report: dict[str, Any]) -> list[str]:
             + ".",
             "",
         ]
+    if judged.get("movement"):
+        lines += [
+            "Longer training, pair by pair: the gap on the validation subset at the short protocol's length "
+            "(epoch 2) and at the last validation; a move counts when it exceeds the pair's spread s.",
+            "",
+            "| pair | paper's gap | gap at epoch | gap at epoch | s | with training |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m in judged["movement"]:
+            (e0, e1), (g0, g1) = m["epochs"], m["gaps"]
+            lines.append(
+                f"| {m['a']} vs {m['b']} | {m['paper']:+.2f} | {_signed(g0)} ({e0:g}) | {_signed(g1)} ({e1:g}) | "
+                f"{m['spread']:.3f} | {m['verdict']} |"
+            )
+        lines.append("")
     if judged.get("ceiling"):
         c = judged["ceiling"]
         above = [f"{k} ({', '.join(v)})" for k, v in c["rows_above"].items() if v]
@@ -371,6 +423,8 @@ def judge(
         "controls": [v.to_json() for v in against_controls(report, spread)],
         "ceiling": ceiling(report),
     }
+    if report.get("curves"):
+        judged["movement"] = movement(report, spread)
     same = reference is not None and (reference.get("set"), reference.get("protocol")) == (
         report.get("set"),
         report.get("protocol"),
