@@ -20,7 +20,7 @@ mirror) and this script runs that checkout's own `train.py` in a subprocess, wit
   (their products are 0, so their gradients and Adam updates are 0), which is an unconditional D
   over the output alone, with the reference's own networks and losses.
 
-Then `pix2pix.reference.import_reference` converts `latest_net_G.pth` and `reproduce._Scoring`
+Then `pix2pix.hub.reference.import_reference` converts `latest_net_G.pth` and `experiments.reproduce._Scoring`
 scores it on the 500 val pairs exactly as a report row is scored (paper mode, seed 0, the same
 segmenter folder). What is written, under OUT/reference/ROW-seedK/:
     checkpoints (the reference's own folder: nets, loss_log.txt, train_opt.txt)
@@ -43,7 +43,7 @@ The reference's train.py imports torchvision (its transforms), wandb and dominat
 beside the CPU torch in an environment of their own (`pip install --no-deps torchvision==0.28.0;
 pip install wandb dominate`) and pass its interpreter as --python. PyPI's torchvision is a CUDA
 build whose compiled ops cannot load on the CPU torch; the runner declares the two op schemas
-its import registers fakes for (no kernels), as tests/test_features.py does. A row killed part
+its import registers fakes for (no kernels), as tests/metrics/test_perceptual.py does. A row killed part
 way is trained again from the start: the reference saves no optimizer state to resume from.
 """
 
@@ -187,7 +187,8 @@ def train(args: argparse.Namespace) -> int:
     argv = [*flags, "--dataroot", str(data), "--checkpoints_dir", str(where), "--name", name]
     folder.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    code = [sys.executable if args.python is None else args.python, __file__, "_run", str(checkout), ROWS[args.row], str(args.seed), "--", *argv]  # fmt: skip
+    python = sys.executable if args.python is None else args.python
+    code = [python, __file__, "_run", str(checkout), ROWS[args.row], str(args.seed), "--", *argv]
     with open(folder / "train.log", "w") as log:
         result = subprocess.run(code, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0 or not (folder / "latest_net_G.pth").is_file():
@@ -208,7 +209,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    from pix2pix.experiments.reproduce import REDUCED_SEGMENTER_STEPS, _metric, _Scoring
+    from pix2pix.experiments.reproduce import REDUCED_SEGMENTER_STEPS, REFERENCE_FILE, _metric, _Scoring
     from pix2pix.hub.reference import import_reference
     from pix2pix.paper import SCORES
 
@@ -237,8 +238,9 @@ def score(args: argparse.Namespace) -> int:
         )
         print(f"{done['row']} seed {done['seed']}: " + " / ".join(f"{v:.3f}" for v in rows[-1]["scores"]))
     report = {"set": "table1", "protocol": "reduced", "metric_names": list(SCORES), "rows": rows}
-    (out / "reference-table1.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out / 'reference-table1.json'}")
+    path = out / REFERENCE_FILE.format("table1")
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
     return 0
 
 

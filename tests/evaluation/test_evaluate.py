@@ -12,6 +12,7 @@ from PIL import Image
 
 from pix2pix import metrics
 from pix2pix.cli import main
+from pix2pix.config import TrainConfig
 from pix2pix.data.labels import colors_to_ids, load_palette, to_train_ids
 from pix2pix.evaluation.evaluate import evaluate_model
 from pix2pix.evaluation.pairs import EvaluationError
@@ -230,3 +231,20 @@ def test_perceptual_metrics_stop_before_translating_when_weights_are_missing(
         ]
     )
     assert code == 2 and "alex" in capsys.readouterr().err
+
+
+def test_label2photo_validation_scores_the_colour_distributions_as_evaluate_does(
+    city: Path, segmenter: Path, tmp_path: Path
+) -> None:
+    # the longer-protocol curves read class IoU and the Lab intersections from the run's log
+    cfg = tiny_config(city, direction="BtoA", batch_size=1, epochs=1, epochs_decay=0, val_every=16, val_images=6)
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), "segmenter": str(segmenter)})
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    last = [r for r in records if "val_hist_L" in r][-1]
+    assert {"val_fcn_class_iou", "val_hist_a", "val_eval_hist_b"} <= set(last)
+    # eval mode is deterministic: the last validation (after the last step) is evaluate's figure
+    scores = evaluate_model(run / "model", city, tmp_path / "eval", mode="eval", segmenter=segmenter, device="cpu")
+    for c in "Lab":
+        assert last[f"val_eval_hist_{c}"] == pytest.approx(scores["color"][f"hist_{c}"], abs=1e-9)

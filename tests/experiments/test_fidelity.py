@@ -67,7 +67,7 @@ def test_figure7_runs_on_its_own_and_the_reduced_schedule_is_as_described(city: 
     assert all(0 <= r["scores"]["color"]["hist_L"] <= 1 for r in report["rows"])
     text = path.read_text()
     assert "the first at lr 2e-4, the second at 1e-4" in text and FCN_PROTOCOL not in text
-    log = [json.loads(line) for line in (Path(report["rows"][0]["run"]) / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in ((tmp_path / report["rows"][0]["run"]) / "log.jsonl").read_text().splitlines()]
     assert {r["lr"] for r in log if r["epoch"] == 0} == {2e-4} and {r["lr"] for r in log if r["epoch"] == 1} == {1e-4}
 
 
@@ -179,7 +179,7 @@ def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_pat
     assert gt["class_iou"] > blank["scores"]["fcn"]["class_iou"]
     # the blank is scored as the set's direction (labels -> photo): it reads the same real photos
     # as every row, so its own ground-truth row is theirs (AtoB would segment the label half)
-    assert json.loads((Path(blank["run"]) / "model" / "config.json").read_text())["direction"] == "BtoA"
+    assert json.loads((tmp_path / blank["run"] / "model" / "config.json").read_text())["direction"] == "BtoA"
     assert blank["scores"]["fcn_ground_truth"] == gt
     assert barely["training"]["step"] == 32  # the whole tiny schedule is shorter than 300 steps
     # each row's fit: its outputs against the 16 training photos (the val split has 6), resized as
@@ -187,9 +187,9 @@ def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_pat
     for r in report["rows"]:
         assert r["fit"]["split"] == "train" and r["fit"]["images"] == 16
         assert 0 < r["fit"]["image"]["l1"] < 1 and r["fit"]["image"]["l1"] != r["scores"]["image"]["l1"]
-        assert json.loads((Path(r["run"]) / "fit-train.json").read_text()) == r["fit"]
+        assert json.loads((tmp_path / r["run"] / "fit-train.json").read_text()) == r["fit"]
     assert not any("fit" in c for c in report["controls"])  # the report shows no fit for them: none is measured
-    assert not any((Path(c["run"]) / "fit-train.json").exists() for c in report["controls"])
+    assert not any((tmp_path / c["run"] / "fit-train.json").exists() for c in report["controls"])
     text = path.read_text()
     first = report["rows"][0]
     gap = first["scores"]["image"]["l1"] - first["fit"]["image"]["l1"]
@@ -203,15 +203,15 @@ def test_fcn_reports_carry_the_control_rows(city: Path, segmenter: Path, tmp_pat
     import numpy as np
     from PIL import Image
 
-    out = np.asarray(Image.open(Path(blank["run"]) / "eval-label2photo" / "images" / "0000_output.png"))
+    out = np.asarray(Image.open(tmp_path / blank["run"] / "eval-label2photo" / "images" / "0000_output.png"))
     assert (out == 128).all()
     # figure7 shares the L1, cGAN and L1+cGAN runs: it takes their colour scores as table1 left them,
     # and leaves their FCN scores in place (no second scoring, nothing overwritten)
-    kept = {r["row"]: (Path(r["run"]) / "eval-label2photo.json").read_bytes() for r in report["rows"]}
+    kept = {r["row"]: (tmp_path / r["run"] / "eval-label2photo.json").read_bytes() for r in report["rows"]}
     colours = reproduce("figure7", city, tmp_path, protocol="reduced", device="cpu", extra=tiny, progress=False)
     figure7 = json.loads(colours.with_suffix(".json").read_text())
     for r in figure7["rows"][:3]:
-        assert (Path(r["run"]) / "eval-label2photo.json").read_bytes() == kept[r["row"]]
+        assert (tmp_path / r["run"] / "eval-label2photo.json").read_bytes() == kept[r["row"]]
         table1_row = next(t for t in report["rows"] if t["row"] == r["row"])
         assert r["scores"]["color"] == table1_row["scores"]["color"]
 
@@ -274,8 +274,47 @@ def test_reproduce_trains_the_segmenter_once_and_names_it_by_its_recipe(city: Pa
     folder = tmp_path / "segmenter-32px-4steps"
     report = json.loads(path.with_suffix(".json").read_text())
     assert json.loads((folder / "done.json").read_text())["steps"] == 4
-    assert {r["scores"]["segmenter"] for r in report["rows"]} == {str(folder)}
+    # the report names it relative to the output folder (no path of this machine in a report)
+    assert {r["scores"]["segmenter"] for r in report["rows"]} == {folder.name}
+    assert str(tmp_path) not in path.read_text() and str(tmp_path) not in path.with_suffix(".json").read_text()
     kept = (folder / "done.json").stat().st_mtime_ns
     reproduce("augmentation", city, tmp_path, device="cpu", extra=tiny, segmenter_steps=4, progress=False)
     assert (folder / "done.json").stat().st_mtime_ns == kept  # found, not trained again
     assert [p.name for p in tmp_path.glob("segmenter-*")] == [folder.name]
+
+
+def test_the_longer_set_validates_every_epoch_and_reports_curves_and_moves(
+    city: Path,  # noqa: F811
+    segmenter: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from pix2pix.experiments.reproduce import control_configs, row_config, run_name
+
+    # the committed seeds report beside the output: the rule's spreads for the pairs' moves
+    shutil.copy(Path(__file__).resolve().parents[2] / "reports" / "seeds-reduced.json", tmp_path)
+    # 16 tiny training pairs: one epoch is 16 steps at batch 1; 2 + 2 epochs (the set's 5 + 5,
+    # shortened for the test through `extra`, which comes last) are 64 steps
+    tiny = {"crop_size": 32, "load_size": 36, "g_channels": 4, "d_channels": 4, "workers": 0, "num_samples": 0}
+    tiny["val_every"] = 16
+    short = {**tiny, "epochs": 2, "epochs_decay": 2}
+    path = reproduce("table1_longer", city, tmp_path, segmenter=segmenter, device="cpu", extra=short, progress=False)
+    report = json.loads(path.with_suffix(".json").read_text())
+    assert [r["training"]["step"] for r in report["rows"]] == [64, 64, 64]
+    for name, points in report["curves"].items():
+        assert [p["epoch"] for p in points] == [1.0, 2.0, 3.0, 4.0], name
+        assert all(0 <= p["class_iou"] <= 1 and 0 < p["hist_a"] <= 1 for p in points)
+    moves = report["verdicts"]["movement"]
+    assert [(m["a"], m["b"]) for m in moves] == [("L1", "cGAN"), ("L1", "L1+cGAN"), ("cGAN", "L1+cGAN")]
+    assert all(m["epochs"] == [2.0, 4.0] for m in moves)
+    text = path.read_text()
+    assert "| epoch | L1 class IoU | L1 L / a / b |" in text and "with training |" in text
+    # the segmenter folder is not part of a run's name; the controls are every set's controls
+    cfg = row_config(SETS["table1_longer"], SETS["table1_longer"].rows[0], city, "reduced", "cpu", tiny, segmenter)
+    elsewhere = row_config(SETS["table1_longer"], SETS["table1_longer"].rows[0], city, "reduced", "cpu", tiny, "/x")
+    assert run_name(cfg) == run_name(elsewhere) and cfg.run.segmenter == str(segmenter)
+    assert cfg.optim.epochs == 5 and cfg.optim.epochs_decay == 5
+    same = control_configs(SETS["table1"], city, "reduced", "cpu", tiny)
+    longer = control_configs(SETS["table1_longer"], city, "reduced", "cpu", tiny)
+    assert [run_name(c) for _, c in longer] == [run_name(c) for _, c in same]

@@ -49,14 +49,18 @@ from ..evaluation.segmenter import train_segmenter
 from ..hub.folder import save_model
 from ..hub.model_config import ModelCard
 from ..models.networks import UNetGenerator
-from ..paper import SETS, ExperimentSet, Row
+from ..paper import LAB, SETS, ExperimentSet, Row
 from ..training.checkpoint import STATE_FILE
 from ..training.report import read_log, training_seconds
 from ..training.run import RunBusyError, exclusive, trainer_of
 from ..training.train import train
 from ..version import __version__
+from .verdicts import judge, verdict_lines
 
 PROTOCOLS = ("full", "reduced")
+# the same rows trained by the reference code at the reduced protocol and scored by our scorer
+# (benchmarks/reference_protocol.py writes it into OUT); a report beside it gets its column
+REFERENCE_FILE = "reference-{}.json"
 REDUCED = {"crop_size": 128, "load_size": 143, "epochs": 1, "epochs_decay": 1}
 # the segmenter of the reduced protocol: 20 epochs at 128 px. 7,500 steps was the shortest
 # recipe tried whose ground-truth row stands 0.10 class IoU above the controls; 15,000 widens
@@ -77,16 +81,22 @@ def row_config(
     protocol: str,
     device: str = "auto",
     extra: dict[str, Any] | None = None,
+    segmenter: str | Path | None = None,
 ) -> TrainConfig:
     """The training config of one row: preset, then the set's and the row's overrides, then the
-    protocol's reductions, then `extra` (user settings such as workers, or a smaller model for
-    a quick check; the report lists them)."""
+    protocol's reductions (and the set's own under the reduced one), then `extra` (user settings
+    such as workers, or a smaller model for a quick check; the report lists them). A set that
+    validates every epoch validates with `segmenter`."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     values: dict[str, Any] = {**load_preset(exp.preset), **exp.overrides, **row.overrides}
     if protocol == "reduced":
-        values.update(REDUCED)
+        values.update(REDUCED, **exp.reduced_overrides)
     values.update(data=str(data), device=device, num_samples=4, sample_every=1000, checkpoint_every=500)
+    if exp.val_every:  # validations on a fixed val subset; FCN-scores with the segmenter, where given
+        values.update(val_every=exp.val_every, val_images=exp.val_images, val_task="label2photo")
+        if segmenter is not None:
+            values.update(segmenter=str(segmenter))
     values.update(extra or {})
     return TrainConfig.from_dict(values, f"reproduce {exp.name} / {row.name}")
 
@@ -94,12 +104,12 @@ def row_config(
 def config_digest(cfg: TrainConfig) -> str:
     """A hash of the options that differ from their defaults (so adding a new option with a
     default keeps old names), leaving out those that do not change the result (data folder,
-    device, loader workers)."""
+    device, loader workers, the validation's segmenter folder)."""
     defaults = TrainConfig().to_dict()
     keyed = {
         k: v
         for k, v in cfg.to_dict().items()
-        if k not in ("data", "device", "workers") and (k not in defaults or v != defaults[k])
+        if k not in ("data", "device", "workers", "segmenter") and (k not in defaults or v != defaults[k])
     }
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -203,7 +213,12 @@ def reproduce(
     exp, out, started = SETS[name], Path(out), time.perf_counter()
     (out / "runs").mkdir(parents=True, exist_ok=True)
     fcn = exp.fcn_scored
-    configs = [(row, row_config(exp, row, data, protocol, device, extra)) for row in exp.rows]
+    if exp.val_every and segmenter is None:  # validation during training needs the segmenter first
+        size = row_config(exp, exp.rows[0], data, protocol, device, extra).data.crop_size
+        steps = segmenter_steps or (REDUCED_SEGMENTER_STEPS if protocol == "reduced" else None)
+        segmenter = _segmenter(data, out, size, steps, device, progress, log)
+    checker = segmenter if exp.val_every else None
+    configs = [(row, row_config(exp, row, data, protocol, device, extra, checker)) for row in exp.rows]
     controls = control_configs(exp, data, protocol, device, extra) if fcn else []
 
     # Train: every row not trained yet, passing over rows another process holds.
@@ -233,8 +248,8 @@ def reproduce(
         "protocol": protocol,
         "reduced": REDUCED if protocol == "reduced" else None,
         "extra": extra or {},
-        "data": str(data),
-        "command": f"pix2pix reproduce {name} --data {data} --protocol {protocol} --out {out}"
+        "data": Path(data).name,
+        "command": f"pix2pix reproduce {name} --data {Path(data).name} --protocol {protocol} --out OUT"
         + "".join(f" --set {k}={v}" for k, v in (extra or {}).items()),
         "machine": machine(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -247,11 +262,136 @@ def reproduce(
         "ground_truth_seed000": exp.ground_truth_seed000,
     }
     report["spread"] = seed_spread(report)
+    if exp.val_every:
+        report["curves"] = {row.name: curve(out / "runs" / run_name(cfg)) for row, cfg in configs}
+        report["plot"] = plot_curves(report["curves"], out / f"{name}-{protocol}-curves.png", log)
+    report = relative_paths(report, out, data)
+    report["verdicts"] = judge(report, *_beside(out / f"{name}-{protocol}.json", name, protocol))
     (out / f"{name}-{protocol}.json").write_text(json.dumps(report, indent=2) + "\n")
     path = out / f"{name}-{protocol}.md"
     path.write_text(format_report(report, exp))
     log(f"wrote {path}")
     return path
+
+
+def relative_paths(report: Any, out: Path, data: str | Path) -> Any:
+    """The report with no path of the machine it ran on: folders under OUT relative to it, the
+    data set's folder by its name (a report is read elsewhere, and says nothing of this disk)."""
+    roots = [(str(Path(out).resolve()), ""), (str(Path(out)), ""), (str(Path(data).resolve()), Path(data).name)]
+    roots += [(str(Path(data)), Path(data).name)]
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, str):
+            for root, name in roots:
+                if root not in ("", ".") and (value == root or value.startswith(root.rstrip("/") + "/")):
+                    rest = value[len(root) :].lstrip("/")
+                    return "/".join(p for p in (name, rest) if p) or "."
+        return value
+
+    return fix(report)
+
+
+NOTES = "Notes (written after the run):"
+
+
+def _beside(path: Path, name: str, protocol: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The seeds set's report and the reference code's rows (REFERENCE_FILE) beside a report."""
+    seeds, reference = path.with_name(f"seeds-{protocol}.json"), path.with_name(REFERENCE_FILE.format(name))
+    return tuple(json.loads(p.read_text()) if p.is_file() else None for p in (seeds, reference))  # type: ignore[return-value]
+
+
+def rewrite_report(json_path: str | Path, seeds: dict[str, Any] | None = None) -> Path:
+    """Write NAME-PROTOCOL.md again from its JSON, after the rule or the format changed: paths
+    made relative, verdicts judged anew (from `seeds`, else the seeds report beside it), and the
+    hand-written notes of the old Markdown (from NOTES on) kept as they were."""
+    json_path = Path(json_path)
+    report = json.loads(json_path.read_text())
+    if m := re.search(r"--out (\S+)", report["command"]):  # written before paths were made relative
+        report = relative_paths(report, Path(m[1]), report["data"])
+        report["command"] = re.sub(r"--data \S+", f"--data {Path(report['data']).name}", report["command"])
+        report["command"] = re.sub(r"--out \S+", "--out OUT", report["command"])
+    report["data"] = Path(report["data"]).name
+    report["ground_truth_paper"] = SETS[report["set"]].ground_truth_paper  # only Table 1 has one
+    found_seeds, reference = _beside(json_path, report["set"], report["protocol"])
+    report["verdicts"] = judge(report, seeds if seeds is not None else found_seeds, reference)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    md = json_path.with_suffix(".md")
+    old = md.read_text() if md.is_file() else ""
+    notes = old[old.index(NOTES) :] if NOTES in old else ""
+    md.write_text(format_report(report, SETS[report["set"]]) + ("\n" + notes if notes else ""))
+    return md
+
+
+CURVE_KEYS = {"class_iou": "val_fcn_class_iou", "hist_L": "val_hist_L", "hist_a": "val_hist_a", "hist_b": "val_hist_b"}
+
+
+def curve(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's validations from its log: step, epoch (steps / steps of one epoch), class IoU
+    (paper mode; FCN-score on the validation subset) and the Lab histogram intersections."""
+    config = json.loads((run_dir / "config.json").read_text())
+    every = config.get("val_every") or 1
+    points = []
+    for r in read_log(run_dir):
+        if "val_hist_L" in r:
+            points.append(
+                {"step": r["step"], "epoch": r["step"] / every, **{k: r.get(v) for k, v in CURVE_KEYS.items()}}
+            )
+    return points
+
+
+def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, log: Callable[[str], None] = print) -> str | None:
+    """One figure: class IoU and the L, a, b intersections against epochs, a line per row. Needs
+    matplotlib (the `plots` extra); without it the report's table holds the same figures."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log('no plot: matplotlib is not installed (pip install "pix2pix[plots]")')
+        return None
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
+    titles = {"class_iou": "FCN class IoU", "hist_L": "L intersection", "hist_a": "a intersection"}
+    titles["hist_b"] = "b intersection"
+    for ax, (key, title) in zip(axes, titles.items(), strict=True):
+        for name, points in curves.items():
+            xs = [p["epoch"] for p in points if p[key] is not None]
+            ax.plot(xs, [p[key] for p in points if p[key] is not None], marker="o", ms=3, label=name)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Validation every epoch (the first 100 val pairs, paper mode)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path.name
+
+
+def _curve_lines(report: dict[str, Any]) -> list[str]:
+    if not report.get("curves"):
+        return []
+    lines = [
+        "Validation every epoch (the fixed first val pairs, paper mode): class IoU | L / a / b intersection.",
+        "",
+        "| epoch | " + " | ".join(f"{name} class IoU | {name} L / a / b" for name in report["curves"]) + " |",
+        "|---|" + "---|---|" * len(report["curves"]),
+    ]
+    epochs = sorted({round(p["epoch"], 2) for points in report["curves"].values() for p in points})
+    for e in epochs:
+        cells = []
+        for points in report["curves"].values():
+            p = next((p for p in points if round(p["epoch"], 2) == e), None)
+            colour = " / ".join(f"{p[k]:.2f}" for k in LAB) if p else "-"
+            cells.append(f"{_fmt_or_dash(p['class_iou']) if p else '-'} | {colour}")
+        lines.append(f"| {e:g} | " + " | ".join(cells) + " |")
+    if report.get("plot"):
+        lines += ["", f"![curves]({report['plot']})"]
+    return [*lines, ""]
 
 
 def _train_rows(
@@ -300,9 +440,10 @@ def control_configs(
     exp: ExperimentSet, data: str | Path, protocol: str, device: str = "auto", extra: dict[str, Any] | None = None
 ) -> list[tuple[Row, TrainConfig]]:
     """The trained control rows of an FCN-scored set. They leave out the set's own overrides
-    (table2's batch 10, under which 300 steps would be half its schedule): one barely trained
+    (table2's batch 10, under which 300 steps would be half its schedule; the longer set's
+    epochs and validation): one barely trained
     generator, the same run for every set, so its score compares across reports."""
-    bare = replace(exp, overrides={})
+    bare = replace(exp, overrides={}, reduced_overrides={}, val_every=0, val_images=0)
     return [(row, row_config(bare, row, data, protocol, device, extra)) for row in CONTROL_ROWS]
 
 
@@ -478,8 +619,8 @@ def _fit_lines(report: dict[str, Any]) -> list[str]:
 def format_report(report: dict[str, Any], exp: ExperimentSet) -> str:
     """The Markdown report: how it was run, the scores beside the paper's, what the segmenter
     can tell apart, the seed spread, each row's fit, per-class IoU and where the runs are."""
-    lines = _header_lines(report, exp) + _score_lines(report)
-    lines += _spread_lines(report) + _fit_lines(report)
+    lines = _header_lines(report, exp) + _score_lines(report) + verdict_lines(report)
+    lines += _spread_lines(report) + _curve_lines(report) + _fit_lines(report)
     if exp.task == "photo2label":
         lines += [
             "Scores: each output pixel is mapped to the nearest Cityscapes label colour; per-pixel "
@@ -499,7 +640,8 @@ def _header_lines(report: dict[str, Any], exp: ExperimentSet) -> list[str]:
         f"Protocol: **{report['protocol']}**. Machine: {report['machine']}. Date: {report['date']}. "
         f"pix2pix {report['version']}.",
         "",
-        f"Command: `{report['command']}`",
+        f"Command: `{report['command']}` (OUT: the output folder; the paths below are relative to it, "
+        "and the data set is named by its folder).",
         "",
     ]
     if report["reduced"]:

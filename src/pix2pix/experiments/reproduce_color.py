@@ -47,7 +47,7 @@ from ..metrics.perceptual import PerceptualScorer, WeightsMissingError
 from ..models.resnet_unet import KNOWN_ENCODERS
 from ..training.report import read_log, training_seconds
 from ..version import __version__
-from .reproduce import config_digest, machine, train_row
+from .reproduce import config_digest, machine, relative_paths, train_row
 
 
 @dataclass(frozen=True)
@@ -261,7 +261,7 @@ def reproduce_colorization(
         "protocol": protocol,
         "photos": json.loads((photos / "done.json").read_text()),
         "encoder": encoder_note,
-        "command": f"pix2pix reproduce colorization --data {data} --protocol {protocol} --out {out}"
+        "command": f"pix2pix reproduce colorization --data {Path(data).name} --protocol {protocol} --out OUT"
         + (f" --photo-half {photo_half}" if photo_half != "none" else "")
         + (f" --encoder-weights {encoder}" if encoder else "")
         + "".join(f" --set {k}={v}" for k, v in (extra or {}).items()),
@@ -275,6 +275,7 @@ def reproduce_colorization(
             for name, folder, training in rows
         ],
     }
+    report = relative_paths(report, out, data)  # no path of this machine in a report
     path = out / f"colorization-{protocol}.md"
     plot = plot_distributions(scores, truth, path.with_name(path.stem + "-distributions.png"), log)
     report["plot"] = plot.name if plot else None

@@ -7,6 +7,9 @@ validations differ only by the weights) and in eval mode (running statistics), a
 
 - every task: L1, PSNR and SSIM against the targets (`val_l1`, `val_psnr`, `val_ssim`);
 - label2photo with `--segmenter`: the FCN-scores of the outputs (`val_fcn_class_iou`, ...);
+- label2photo: the outputs' colour distributions against the real photos' (`val_hist_L`,
+  `val_hist_a`, `val_hist_b`: Lab histogram intersections over the pooled pixels, Figure 7's
+  measure, as `pix2pix evaluate` computes them);
 - photo2label: the outputs' colours read as labels against the target label maps
   (`val_label_class_iou`, ...).
 
@@ -42,7 +45,8 @@ if TYPE_CHECKING:
 
 IMAGE_METRICS = ("l1", "psnr", "ssim")
 LABEL_METRICS = ("pixel_acc", "class_acc", "class_iou")
-HIGHER_IS_BETTER = {"psnr", "ssim", *LABEL_METRICS}
+COLOUR_METRICS = ("hist_L", "hist_a", "hist_b")
+HIGHER_IS_BETTER = {"psnr", "ssim", *LABEL_METRICS, *COLOUR_METRICS}
 
 
 def resolve_task(cfg: TrainConfig) -> str:
@@ -56,7 +60,7 @@ def metric_names(task: str, perceptual: tuple[str, ...] = ()) -> list[str]:
     """Every name a validation of `task` logs, paper mode then eval mode."""
     base = list(IMAGE_METRICS)
     if task == "label2photo":
-        base += [f"fcn_{m}" for m in LABEL_METRICS]
+        base += [f"fcn_{m}" for m in LABEL_METRICS] + list(COLOUR_METRICS)
     elif task == "photo2label":
         base += [f"label_{m}" for m in LABEL_METRICS]
     base += list(perceptual)
@@ -132,6 +136,7 @@ class Validator:
         sums: dict[str, float] = dict.fromkeys(IMAGE_METRICS, 0.0)
         k = self.palette.num_classes if self.palette else 0
         hist = np.zeros((k, k + 1), dtype=np.int64)
+        lab: dict[str, dict[str, np.ndarray]] = {"out": {}, "real": {}}  # pooled Lab value counts
         for x, y, t in zip(self.inputs, outputs, self.targets):
             out8, target8 = to_array(y), to_array(t)  # (S, S, C) uint8: the images a user gets
             a, b = out8.astype(np.float64) / 255, target8.astype(np.float64) / 255
@@ -142,7 +147,13 @@ class Validator:
                 hist += self._fcn(out8, to_array(x))
             elif self.task == "photo2label":
                 hist += self._labels(out8, target8)
+            if self.task == "label2photo":
+                for store, image in (("out", a), ("real", b)):
+                    for ch, counts in metrics.lab_histograms(image).items():
+                        lab[store][ch] = lab[store].get(ch, 0) + counts
         scores = {name: value / len(outputs) for name, value in sums.items()}
+        if lab["out"]:
+            scores |= {f"hist_{c}": metrics.histogram_intersection(lab["out"][c], lab["real"][c]) for c in "Lab"}
         if self.perceptual:
             scores |= self._perceptual(outputs)
         if hist.any():
