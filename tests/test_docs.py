@@ -239,8 +239,8 @@ def test_module_paths_in_the_docs_import():
     "line, expected",
     [
         ("pix2pix train --data D  # a comment", [["train", "--data", "D"]]),
-        ("OMP_NUM_THREADS=1 nice -n 19 pix2pix reproduce table3 --out r --train-only &", [["reproduce", "table3", "--out", "r", "--train-only"]]),
-        ("torchrun --standalone --nproc-per-node 4 -m pix2pix train --preset facades", [["train", "--preset", "facades"]]),
+        ("OMP_NUM_THREADS=1 nice -n 19 pix2pix reproduce t3 --train-only &", [["reproduce", "t3", "--train-only"]]),
+        ("torchrun --nproc-per-node 4 -m pix2pix train --preset facades", [["train", "--preset", "facades"]]),
         ("pix2pix push M R [--private] [--license mit]", [["push", "M", "R", "--private", "--license", "mit"]]),
         ("pip install x && pix2pix demo", [["demo"]]),
     ],
