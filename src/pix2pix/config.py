@@ -4,7 +4,7 @@
 `loss`, `optim`, `speed` and `run`. Its flat form, one key per option, is what users write and
 what files hold: every key is a command-line flag (`lambda_l1` is `--lambda-l1`), a key in a
 preset file, and a key of a run's `config.json` and checkpoint. Defaults are those of Isola et
-al. 2016 (arXiv 1611.07004v3) unless stated.
+al., CVPR 2017 (arXiv 1611.07004v3) unless stated.
 
 A resumed run may change the `speed` and `run` sections (how, where and for how long it runs),
 never the others (what it computes).

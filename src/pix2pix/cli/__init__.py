@@ -29,7 +29,7 @@ from . import data, data_tasks, evaluate, hub, inference, study, train
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pix2pix", description="Paired image-to-image translation (Isola et al. 2016)."
+        prog="pix2pix", description="Paired image-to-image translation (Isola et al., CVPR 2017)."
     )
     parser.add_argument("--version", action="version", version=f"pix2pix {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)

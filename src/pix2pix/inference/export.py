@@ -113,7 +113,7 @@ def export_onnx(
         )
     model = program.model
     model.doc_string = (
-        f"pix2pix generator (Isola et al. 2016), eval mode. input: (batch, {in_channels}, H, W) in [-1, 1] with "
+        f"pix2pix generator (Isola et al., CVPR 2017), eval mode. input: (batch, {in_channels}, H, W) in [-1, 1] with "
         f"H, W multiples of {multiple} (reflection-pad, then crop the output back); output in [-1, 1]."
     )
     metadata = {
