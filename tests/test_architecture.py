@@ -34,9 +34,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("pix2pix.cli",)),
     ("face", ("pix2pix", "pix2pix.__main__")),
 )
-# where an import of the package's own modules may stand inside a function: it defers torch, so
-# that `pix2pix --help` and the command parsers load without it (each says so in a comment)
-DEFERRING = ("pix2pix", "pix2pix.serve", "pix2pix.cli", "pix2pix.data.edges")
+# where an import of the package's own modules may stand inside a function: it defers torch (or,
+# for the study's face, NumPy, Pillow and the HTTP server), so that `pix2pix --help` and the
+# command parsers load without them (each says so in a comment)
+DEFERRING = ("pix2pix", "pix2pix.serve", "pix2pix.study", "pix2pix.cli", "pix2pix.data.edges")
 # what `import pix2pix.inference.predict` must not load
 NOT_FOR_TRANSLATION = ("pix2pix.training", "pix2pix.evaluation", "pix2pix.experiments", "pix2pix.metrics.perceptual")
 

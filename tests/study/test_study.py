@@ -19,7 +19,7 @@ from PIL import Image
 
 from pix2pix.cli import main
 from pix2pix.study import Protocol, StudyError, build_report, create_study, format_markdown, load_study
-from pix2pix.study.design import parse_fake
+from pix2pix.study.protocol import parse_fake
 from pix2pix.study.report import bootstrap_fraction, holm, permutation_test
 from pix2pix.study.server import MAX_BODY_BYTES, make_study_server
 from pix2pix.study.store import RESPONSE_FIELDS

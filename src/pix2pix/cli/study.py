@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..study.design import PAIRINGS, QUESTION, Protocol, create_study, parse_fake
+from ..study.protocol import PAIRINGS, QUESTION, Protocol, parse_fake
 
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
 
@@ -20,6 +20,8 @@ PAPER = Protocol()
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    from ..study.design import create_study  # NumPy and Pillow: loaded by the command, not by --help
+
     protocol = PAPER.replace(
         exposure_ms=args.exposure_ms,
         practice=args.practice,

@@ -8,23 +8,33 @@ Example:
     >>> build_report("study")["methods"][1]["judged_real"]  # doctest: +SKIP
 """
 
-from .design import PAIRINGS, QUESTION, Protocol, Study, StudyError, create_study, load_study
-from .report import build_report, format_markdown
-from .server import StudyServer, make_study_server
-from .store import RESPONSE_FIELDS, StudyStore
+from .protocol import PAIRINGS, QUESTION, Protocol, StudyError
 
-__all__ = [
-    "PAIRINGS",
-    "QUESTION",
-    "RESPONSE_FIELDS",
-    "Protocol",
-    "Study",
-    "StudyError",
-    "StudyServer",
-    "StudyStore",
-    "build_report",
-    "create_study",
-    "format_markdown",
-    "load_study",
-    "make_study_server",
-]
+# the rest loads on first use (NumPy, Pillow, the HTTP server): `pix2pix --help` reads the
+# protocol's defaults above and nothing else
+_DESIGN = ("Study", "create_study", "load_study")
+_REPORT = ("build_report", "format_markdown")
+_SERVER = ("StudyServer", "make_study_server")
+_STORE = ("RESPONSE_FIELDS", "StudyStore")
+
+__all__ = ["PAIRINGS", "QUESTION", "Protocol", "StudyError", *_DESIGN, *_REPORT, *_SERVER, *_STORE]
+
+
+def __getattr__(name: str) -> object:
+    if name in _DESIGN:
+        from . import design
+
+        return getattr(design, name)
+    if name in _REPORT:
+        from . import report
+
+        return getattr(report, name)
+    if name in _SERVER:
+        from . import server
+
+        return getattr(server, name)
+    if name in _STORE:
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'pix2pix.study' has no attribute {name!r}")

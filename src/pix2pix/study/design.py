@@ -36,54 +36,15 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .protocol import PAIRINGS, QUESTION, Protocol, StudyError
+
 STUDY_FORMAT = "pix2pix-study"
 STUDY_VERSION = 1
 STUDY_FILE = "study.json"
-PAIRINGS = ("same", "different")
 SIDES = ("left", "right")
-QUESTION = "Which image is fake?"  # answers name the side picked as fake, as in the paper
 # formats every browser shows; anything else is re-encoded as PNG
 WEB_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"}
 SOURCE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm")
-MAX_NAME = 64
-
-
-class StudyError(ValueError):
-    """A study that cannot be created, loaded or served as asked; the message says why."""
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How one session runs. The defaults are the paper's (section 4.1, "AMT perceptual studies"),
-    except fixation_ms, which the paper does not give."""
-
-    exposure_ms: int = 1000  # "each image appeared for 1 second, after which the images disappeared"
-    practice: int = 10  # "the first 10 images of each session were practice and Turkers were given feedback"
-    trials: int = 40  # "no feedback was provided on the 40 trials of the main experiment"
-    fixation_ms: int = 500  # a fixation cross between trials, so each pair appears where the eyes are
-    display_px: int = 256  # side of each image on screen, CSS pixels: "presented to Turkers at 256 x 256"
-
-    def __post_init__(self) -> None:
-        checks = {
-            "exposure_ms": (self.exposure_ms, 1, 600_000),
-            "practice": (self.practice, 0, 10_000),
-            "trials": (self.trials, 1, 10_000),
-            "fixation_ms": (self.fixation_ms, 0, 60_000),
-            "display_px": (self.display_px, 16, 4096),
-        }
-        for name, (value, low, high) in checks.items():
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise StudyError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
-
-    @property
-    def total(self) -> int:
-        return self.practice + self.trials
-
-    def replace(self, **changes: int | None) -> Protocol:
-        """A copy with the given (non-None) settings changed."""
-        values = asdict(self)
-        values.update({k: v for k, v in changes.items() if v is not None})
-        return Protocol(**values)
 
 
 @dataclass(frozen=True)
@@ -170,19 +131,6 @@ class CreateSummary:
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_fake(value: str) -> tuple[str, Path]:
-    """`--fake DIR` (method named after the folder) or `--fake NAME=DIR`."""
-    if "=" in value and not Path(value).is_dir():
-        name, folder = value.split("=", 1)
-        name = name.strip()
-    else:
-        folder = value
-        name = Path(value.rstrip("/\\")).name
-    if not name or len(name) > MAX_NAME or any(c in name for c in "\n\r\t"):
-        raise StudyError(f"--fake {value!r}: a method name must be 1 to {MAX_NAME} characters on one line")
-    return name, Path(folder)
 
 
 def _collect(folder: Path, role: str) -> dict[str, Path]:
