@@ -789,7 +789,3 @@ def write_picture(img: Picture, path: Path | str, quality: int = 95) -> None:
             "channels, 16 bit), .tif or .npy"
         )
 
-
-def save_image(tensor: torch.Tensor, path: Path | str, bit_depth: int = 8) -> None:
-    """A generator output (C, H, W) in [-1, 1] -> file, 8 or 16 bits per sample (see write_picture)."""
-    write_picture(to_array(tensor, bit_depth), path)

@@ -81,9 +81,6 @@ class ModelCard:
         card = cls(architecture, generator, d.direction, d.mode, d.crop_size, cfg.loss.objective, step)
         return dataclasses.replace(card, extra={"training": training})
 
-    def with_step(self, step: int) -> ModelCard:
-        return dataclasses.replace(self, step=step)
-
     @classmethod
     def read(cls, path: Path) -> ModelCard:
         try:
