@@ -77,7 +77,7 @@ def exclusive(path: str | Path) -> Iterator[None]:
     if key in _HELD:
         yield
         return
-    created = not path.exists()
+    created, lock_created = not path.exists(), not (path / LOCK_FILE).exists()
     path.mkdir(parents=True, exist_ok=True)
     try:
         with _locked(path / LOCK_FILE, fcntl):
@@ -86,9 +86,15 @@ def exclusive(path: str | Path) -> Iterator[None]:
                 yield
             finally:
                 _HELD.discard(key)
-    finally:  # a run refused before it wrote anything leaves no folder behind
-        if created and [p.name for p in path.iterdir()] == [LOCK_FILE]:
-            shutil.rmtree(path, ignore_errors=True)
+    finally:
+        # A run refused before it started (no config.json: every check runs before that is written)
+        # leaves no folder behind, or a folder that was there as it was. What it made there (the
+        # generated builtin:shapes data) was made by this process for this run alone.
+        if not (path / "config.json").exists():
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            elif lock_created:
+                (path / LOCK_FILE).unlink(missing_ok=True)
 
 
 _HELD: set[Path] = set()  # run folders whose lock this process holds
