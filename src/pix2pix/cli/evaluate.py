@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..config import EVAL_TASKS as TASKS
+from .flags import add_overwrite, add_quiet
 
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
 
@@ -98,7 +99,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
         seed=args.seed,
         palette=args.palette,
         device=args.device,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     val = result["val"]
     print(
@@ -140,7 +141,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             device=args.device,
             extra=_parse_settings(args.set),
             weights=args.weights,
-            progress=not args.no_progress,
+            progress=not args.quiet,
             train_only=args.train_only,
         )
         if path is not None:
@@ -156,7 +157,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         segmenter=args.segmenter,
         device=args.device,
         extra=_parse_settings(args.set),
-        progress=not args.no_progress,
+        progress=not args.quiet,
         train_only=args.train_only,
     )
     if path is None:
@@ -219,9 +220,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--size", type=int, help="score at SIZE x SIZE (default: the model's training size; 256 for folders)"
     )
-    p.add_argument(
-        "--quiet", action="store_true", help="no progress bar (none is shown where stderr is not a terminal)"
-    )
+    add_quiet(p)
     p.add_argument(
         "--mode",
         choices=("paper", "eval"),
@@ -247,7 +246,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="folder of the standard weight files (default $PIX2PIX_WEIGHTS or ~/.cache/pix2pix/weights)",
     )
     p.add_argument("--device", default="auto")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out (whole)")
+    add_overwrite(p, "replace an earlier evaluation in --out (whole)")
     p.set_defaults(func=cmd_evaluate)
     eval_sub = p.add_subparsers(dest="evaluate_command", required=False, metavar="COMMAND")
     s = eval_sub.add_parser(
@@ -262,8 +261,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--palette", default="cityscapes")
     s.add_argument("--device", default="auto")
-    s.add_argument("--overwrite", action="store_true")
-    s.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bars")
+    add_overwrite(s, "replace a segmenter already in --out")
+    add_quiet(s)
     s.set_defaults(func=cmd_train_segmenter)
 
     p = sub.add_parser("reproduce", help="train and score one of the paper's experiment sets; write a report")
@@ -315,5 +314,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="change a training option of every row (e.g. workers=0); the report lists it",
     )
     p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bars")
+    add_quiet(p)
     p.set_defaults(func=cmd_reproduce)

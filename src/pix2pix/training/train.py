@@ -39,6 +39,7 @@ from ..inference.generator import run_generator
 from ..models.losses import discriminator_loss, generator_loss
 from ..models.networks import build_networks
 from ..models.resnet_unet import EncoderWeights, EncoderWeightsError, load_encoder, read_encoder_weights
+from ..progress import progress_bar
 from . import distributed
 from .checkpoint import STATE_FILE, load_state
 from .monitor import Monitor, check_watch_options
@@ -702,14 +703,11 @@ def _checkpoint(
 
 
 class _Bar:
-    """tqdm when asked, else nothing."""
+    """The run's progress bar when asked, else nothing."""
 
     def __init__(self, enabled: bool, total: int, initial: int) -> None:
-        self.bar, self.val = None, {}
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, mininterval=1.0)
+        # a bar on a terminal, a line a minute in a log file: progress.py, as every command
+        self.bar, self.val = (progress_bar(total, "train", unit="it", initial=initial) if enabled else None), {}
 
     def update(self, n: int) -> None:
         if self.bar is not None:
