@@ -8,7 +8,7 @@ pix2pix translate --model PATH INPUT... --out DIR [--mode paper|eval] [--seed N]
 pix2pix export --model PATH --format onnx OUT.onnx [--check]
 pix2pix import-reference latest_net_G.pth --arch unet_256 --norm batch OUT_DIR
 pix2pix download-model NAME --dest DIR   # the reference's published generators (--list)
-pix2pix push MODEL REPO_ID [--dry-run DIR]   # to the Hugging Face Hub, with a model card
+pix2pix push MODEL REPO_ID [--dry-run [--stage-dir DIR]]   # to the Hugging Face Hub, with a model card
 pix2pix serve --model PATH [--palette cityscapes|facades|none] [--port 8000]
 pix2pix demo            # train on the built-in shapes data, then translate with the model
 pix2pix presets         # list the shipped paper presets

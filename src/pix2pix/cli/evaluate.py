@@ -21,8 +21,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise ValueError(
                 "pix2pix evaluate --real DIR --fake DIR scores two folders: give both, without --model/--data"
             )
-        if not args.out:
-            raise ValueError("pix2pix evaluate --real/--fake needs --out DIR for its metrics.json and page")
         task = "image" if args.task == "auto" else args.task
         result = evaluate_folders(
             args.real, args.fake, args.out, size=args.size or 256, task=task, labels=args.labels,
@@ -30,7 +28,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             perceptual=perceptual, weights=args.weights_dir, device=args.device, overwrite=args.overwrite,
             progress=not args.quiet,
         )  # fmt: skip
-        return _print_result(result, f"{args.fake} against {args.real}", Path(args.out))
+        return _print_result(
+            result, f"{args.fake} against {args.real}", Path(args.out) if args.out else None, args.json
+        )
     if not args.model or not args.data:
         raise ValueError(
             "pix2pix evaluate needs --model PATH and --data DIR, or --real DIR --fake DIR (or a subcommand: "
@@ -57,10 +57,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    return _print_result(result, f"{args.data} ({args.split})", out)
+    return _print_result(result, f"{args.data} ({args.split})", out, args.json)
 
 
-def _print_result(result: dict, what: str, out: Path) -> int:
+def _print_result(result: dict, what: str, out: Path | None, as_json: bool = False) -> int:
+    """The metrics as a table (or, `as_json`, metrics.json's contents), and where they were written."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
     print(f"{result['images']} images of {what} at {result['size']} px, task {result['task']}")
     for group, title in (
         ("segmentation", "labels vs ground truth"),
@@ -79,7 +83,8 @@ def _print_result(result: dict, what: str, out: Path) -> int:
         print("  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     if "color" in result:
         print("  histogram intersection " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in result["color"].items()))
-    print(f"wrote {out / 'metrics.json'} and {out / 'index.html'}")
+    if out is not None:
+        print(f"wrote {out / 'metrics.json'} and {out / 'index.html'}")
     return 0
 
 
@@ -207,7 +212,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--labels", metavar="DIR", help="with --real/--fake and --task label2photo: the input label maps")
     p.add_argument("--split", default="val", help="which split folder to score (default val, the paper's test set)")
-    p.add_argument("--out", help="where metrics.json and index.html go (default MODEL/eval-SPLIT)")
+    p.add_argument(
+        "--out",
+        help="where metrics.json and index.html go (default: MODEL/eval-SPLIT; with --real/--fake: none, "
+        "the metrics are printed)",
+    )
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON (metrics.json's contents)")
     p.add_argument(
         "--task",
         choices=TASKS,
