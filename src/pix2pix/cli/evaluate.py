@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..config import EVAL_TASKS as TASKS
-from .flags import add_overwrite, add_quiet
+from .flags import add_overwrite, add_quiet, seed
 
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
 
@@ -237,7 +237,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="paper",
         help="generator mode (paper: dropout on, batch-1 statistics)",
     )
-    p.add_argument("--seed", type=int, default=0, help="dropout noise seed (image i uses seed + i)")
+    p.add_argument("--seed", type=seed, default=0, help="dropout noise seed (image i uses seed + i)")
     p.add_argument("--gallery", type=int, default=30, help="images shown in index.html")
     p.add_argument(
         "--absent",

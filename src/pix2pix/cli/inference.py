@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .flags import add_overwrite, add_quiet
+from .flags import add_overwrite, add_quiet, seed
 
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
 
@@ -188,7 +188,7 @@ def _register_translate(sub: argparse._SubParsersAction) -> None:
         help="paper: dropout on + test-batch statistics (section 3.3); eval: deterministic "
         "(default: paper with --backend torch, eval with onnxruntime, its only mode)",
     )
-    p.add_argument("--seed", type=int, default=None, help="seed of the dropout noise in paper mode")
+    p.add_argument("--seed", type=seed, default=None, help="seed of the dropout noise in paper mode")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (eval mode)")
     p.add_argument(
         "--half",

@@ -59,7 +59,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if summary["interrupted"]:
         print(f"stopped at step {summary['step']}; checkpoint saved. Continue with: pix2pix train --resume {run_dir}")
         return 130
-    print(f"trained {summary['step']} steps in {summary['seconds']:.1f} s ({losses})")
+    start = summary["step"] - summary["steps_run"]
+    since = f" (step {start} to {summary['step']})" if start else ""
+    print(f"trained {summary['steps_run']} steps{since} in {summary['seconds']:.1f} s ({losses})")
     print(f"model: {summary['model']}   samples: {run_dir / 'samples'}   log: {run_dir / 'log.jsonl'}")
     return 0
 

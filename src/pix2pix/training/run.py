@@ -234,13 +234,15 @@ class RunDir:
         """checkpoint.pt, then model/ (each atomic; model/config.json records the step)."""
         with self.disk_full_reported(state["step"]):
             save_state(self.path / STATE_FILE, state)
+        with self.disk_full_reported(state["step"], checkpoint_written=True):
             save_model(self.path / "model", generator, ModelCard.from_train_config(cfg, state["step"]))
 
     @contextlib.contextmanager
-    def disk_full_reported(self, step: int | None = None) -> Iterator[None]:
+    def disk_full_reported(self, step: int | None = None, checkpoint_written: bool = False) -> Iterator[None]:
         """Turn a write that found the disk full into one message: checkpoints and model files
         are written atomically, so those of the previous checkpoint are intact. `step`: the
-        checkpoint being written, if that is what failed."""
+        checkpoint being written, if that is what failed; `checkpoint_written`: its checkpoint.pt was
+        written, and model/ (still of the step it says) failed."""
         try:
             yield
         except DiskFullError:
@@ -250,12 +252,28 @@ class RunDir:
                 raise
             where = Path(err.filename) if err.filename else self.path
             free = shutil.disk_usage(self.path).free
-            doing = f" while writing the checkpoint of step {step}" if step is not None else ""
+            if checkpoint_written:
+                held = self._model_step()
+                doing = (
+                    f" while writing model/ of step {step}; {STATE_FILE} holds step {step} and model/ "
+                    + (f"still holds step {held}" if held is not None else "holds no complete model")
+                    + " (--resume writes it again)"
+                )
+            else:
+                doing = f" while writing the checkpoint of step {step}" if step is not None else ""
+                doing += "; the previous checkpoint is intact"
             raise DiskFullError(
                 err.errno,
-                f"no space left on the device holding {where} ({free:,} bytes free){doing}; the previous "
-                f"checkpoint is intact. Free some space and continue with: pix2pix train --resume {self.path}",
+                f"no space left on the device holding {where} ({free:,} bytes free){doing}. "
+                f"Free some space and continue with: pix2pix train --resume {self.path}",
             ) from None
+
+    def _model_step(self) -> int | None:
+        """The step model/ holds, or None where it holds no complete model."""
+        try:
+            return ModelCard.read(self.path / "model" / "config.json").step
+        except (OSError, CheckpointError):
+            return None
 
 
 def training_state(

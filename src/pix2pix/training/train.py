@@ -413,6 +413,12 @@ def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True, resume: b
     several) reports: it prints and writes skipped.txt."""
     data, root = cfg.data, resolve_data(cfg, run_dir, resume)
     _refuse_folders_layout(cfg, root)
+    if main and split_folder(root, "val") == split_folder(root, "train"):
+        where = "no train/ folder" if split_folder(root, "train") == root else "no val/ or test/ folder"
+        print(
+            f"{root}: {where}, so validation and the sample grids use the training images themselves "
+            f"(put held-out pairs in {root / 'val'} to validate on others)"
+        )
     options, val_options = dataset_options(data), dataset_options(data)
     if data.mode in ("aligned", "folders"):
         # whole images (none, scale_width): sides must suit the generator, a batch needs equal sizes
@@ -611,7 +617,7 @@ def _loop(
     g_run, d_run = (distributed.wrap(maybe_compile(m, cfg.speed), world, device) for m in nets.modules)
     global_batch = cfg.optim.batch_size * world.size
     total = progress.total_steps(epoch_size, global_batch, cfg.optim, cfg.run.max_steps)
-    meter, record, stopping = LossMeter(), {}, False
+    meter, record, stopping, first_step = LossMeter(), {}, False, progress.step
     monitor = Monitor(cfg, run.path, validator, progress.step if state else None) if world.main else None
     with (
         StopSignals() as stop,
@@ -659,6 +665,7 @@ def _loop(
     return {
         "run_dir": str(run.path),
         "step": progress.step,
+        "steps_run": progress.step - first_step,  # a resumed run: the steps of this process, not since step 0
         "epoch": progress.epoch,
         "seconds": time.perf_counter() - meter.started,
         "losses": {k: v for k, v in record.items() if k not in NOT_LOSSES},
