@@ -69,3 +69,25 @@ def test_force_is_kept_as_a_hidden_alias_of_overwrite(name: str, capsys) -> None
         parser.parse_args([*LONG_COMMANDS[name], "--help"])
     shown = capsys.readouterr().out
     assert "--overwrite" in shown and "--force" not in shown
+
+
+def _subparser(parser, *names: str):
+    for name in names:
+        parser = next(a for a in parser._actions if a.dest.endswith("command")).choices[name]
+    return parser
+
+
+def test_reproduce_help_lists_every_set(capsys) -> None:
+    from pix2pix.paper import SETS
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["reproduce", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert {"seeds", "table1_longer"} <= set(SETS)
+    for name in [*SETS, "colorization"]:
+        assert name in shown, name
+
+
+def test_every_demo_option_has_help() -> None:
+    demo = _subparser(build_parser(), "demo")
+    assert all(action.help for action in demo._actions)

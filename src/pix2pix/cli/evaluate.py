@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..config import EVAL_TASKS as TASKS
+from ..paper import SETS
 from .flags import add_overwrite, add_quiet, seed
 
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
@@ -117,7 +118,6 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..experiments.reproduce import reproduce
-    from ..paper import SETS
 
     if args.list:
         for name, exp in SETS.items():
@@ -276,11 +276,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_train_segmenter)
 
     p = sub.add_parser("reproduce", help="train and score one of the paper's experiment sets; write a report")
-    p.add_argument(
-        "name",
-        nargs="?",
-        help="table1, table2, table3, table6, figure7, losses, augmentation, batch_size, colorization",
-    )
+    p.add_argument("name", nargs="?", help=f"one of: {', '.join([*SETS, 'colorization'])} (--list: what each is)")
     p.add_argument("--list", action="store_true", help="list the experiment sets")
     p.add_argument(
         "--data",
