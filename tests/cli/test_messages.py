@@ -4,6 +4,7 @@ the option, the port or the step."""
 from __future__ import annotations
 
 import errno
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -29,12 +30,18 @@ def test_a_flat_folder_says_it_validates_on_its_training_images(tiny_data: Path,
     assert "training images themselves" not in capsys.readouterr().out  # train/ and val/: nothing to say
 
 
-def test_a_resumed_run_says_the_steps_it_trained(tiny_data: Path, tmp_path: Path, capsys) -> None:
+def test_a_run_starts_with_a_header_and_a_resumed_run_says_the_steps_it_trained(
+    tiny_data: Path, tmp_path: Path, capsys
+) -> None:
     run_dir = tmp_path / "run"
     assert main(["train", "--data", str(tiny_data), "--run-dir", str(run_dir), "--max-steps", "2", *TINY]) == 0
-    assert "trained 2 steps in" in capsys.readouterr().out
+    first = capsys.readouterr().out.splitlines()
+    header = rf"training on cpu \(\d+ threads?\): 12 training pairs at 32 px, run folder {run_dir}"
+    assert re.fullmatch(header, first[0])
+    assert first[1].startswith("trained 2 steps in")
     assert main(["train", "--resume", str(run_dir), "--max-steps", "5", "--quiet"]) == 0
-    assert "trained 3 steps (step 2 to 5) in" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert f"run folder {run_dir}, from step 2\n" in again and "trained 3 steps (step 2 to 5) in" in again
 
 
 def test_a_port_in_use_names_the_port_and_port_flag() -> None:

@@ -570,12 +570,27 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, progr
                 run.start(cfg, overwrite)
         batches = batch_source(cfg, dataset, world, device, device_pairs)
         with process_settings(cfg, device), run.disk_full_reported():
+            if world.main:  # before the progress bar, so that a slow start does not look hung
+                print(_header(cfg, device, world, len(dataset), run_dir, state), flush=True)
             nets = build(cfg, device, world, state, encoder)
             summary = _loop(cfg, run, state, nets, batches, len(dataset), val_set, validator, world, device, progress)
         finished = True
         return summary
     finally:
         distributed.teardown(world, device, wait=finished)
+
+
+def _header(
+    cfg: TrainConfig, device: torch.device, world: distributed.World, pairs: int, run_dir: Path, state: dict | None
+) -> str:
+    """One line said as a run starts: where it runs, on what, and into which folder."""
+    processes = f" x {world.size} processes" if world.size > 1 else ""
+    at = f", from step {state['step']}" if state is not None else ""
+    threads = torch.get_num_threads()
+    return (
+        f"training on {device}{processes} ({threads} thread{'s' * (threads != 1)}): {pairs} training pairs at "
+        f"{cfg.data.crop_size} px, run folder {run_dir}{at}"
+    )
 
 
 def _encoder_of(cfg: TrainConfig) -> tuple[TrainConfig, EncoderWeights | None]:
