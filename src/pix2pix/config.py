@@ -99,6 +99,9 @@ class Section:
             raise ValueError(f"{name} = {value} ({_flag(name)}): must be {allowed}")
 
 
+MAX_SEED = 2**32 - 1  # the largest --seed
+
+
 @dataclass(frozen=True)
 class DataConfig(Section):
     """What the pairs are and how each is cut for a step (appendix 6.2)."""
@@ -276,6 +279,8 @@ class OptimConfig(Section):
         self._at_least("batch_size", 1)
         for name in ("epochs", "epochs_decay", "l1_warmup_epochs", "seed"):
             self._at_least(name, 0)
+        if self.seed > MAX_SEED:  # the data order's seed is seed * 1,000,003 + epoch, within 64 bits
+            raise ValueError(f"seed = {self.seed} (--seed): must be a whole number from 0 to 2**32 - 1 ({MAX_SEED})")
         if self.total_epochs < 1:
             raise ValueError(
                 f"epochs = {self.epochs}, epochs_decay = {self.epochs_decay}: a run needs at least one epoch "

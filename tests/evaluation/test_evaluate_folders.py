@@ -95,3 +95,22 @@ def test_label_maps_scored_as_photo2label(tmp_path: Path) -> None:
     )
     result = json.loads((out / "metrics.json").read_text())
     assert result["segmentation"]["pixel_acc"] == 1.0
+
+
+def test_folders_without_out_print_the_table_or_json_and_write_nothing(tmp_path: Path, capsys, monkeypatch) -> None:
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    real.mkdir()
+    fake.mkdir()
+    for i in range(2):
+        _smooth(40, 40, i).save(real / f"{i}.png")
+        _smooth(40, 40, i + 5).save(fake / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["evaluate", "--real", str(real), "--fake", str(fake), "--size", "32"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith(f"2 images of {fake} against {real} at 32 px") and "psnr" in table
+    assert "wrote" not in table
+    assert main(["evaluate", "--real", str(real), "--fake", str(fake), "--size", "32", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 2 and f"psnr {result['image']['psnr']:.4f}" in table
+    assert sorted(tmp_path.rglob("*")) == before

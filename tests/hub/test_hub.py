@@ -102,7 +102,8 @@ def test_push_dry_run_writes_exactly_the_upload(tmp_path: Path, capsys) -> None:
     model = _tiny_model(tmp_path / "m")
     (model / "metrics.json").write_text(json.dumps(_cityscapes_metrics()))
     up = tmp_path / "upload"
-    assert main(["push", str(model), "me/labels2photo", "--dry-run", str(up), "--license", "mit"]) == 0
+    argv = ["push", str(model), "me/labels2photo", "--dry-run", "--stage-dir", str(up), "--license", "mit"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     names = sorted(p.name for p in up.iterdir())
     assert names == ["README.md", "config.json", "metrics.json", MODEL_WEIGHTS]
@@ -113,7 +114,20 @@ def test_push_dry_run_writes_exactly_the_upload(tmp_path: Path, capsys) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert Pix2Pix.load(up).config == Pix2Pix.load(model).config
     assert main(["push", str(model), "me/labels2photo", "--dry-run", str(up)]) == 2  # never into a full folder
-    assert "is not empty" in capsys.readouterr().err
+    assert "is not empty" in capsys.readouterr().err  # --dry-run DIR: the old spelling of --stage-dir DIR
+
+
+def test_push_dry_run_is_a_flag_that_lists_the_upload_and_leaves_nothing(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = _tiny_model(tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["push", str(model), "me/labels2photo", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would upload to me/labels2photo (public)" in out and "--stage-dir DIR keeps" in out
+    assert all(name in out for name in ("README.md", "config.json", MODEL_WEIGHTS))
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_push_dry_run_of_an_old_run_model_reads_the_run_config(tmp_path: Path) -> None:

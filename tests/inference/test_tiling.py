@@ -76,6 +76,23 @@ def test_tiled_output_has_the_input_size(unet, size) -> None:
     assert _tiled(unet, x, tile=64, overlap=16, mode="paper", seed=0).shape == (3, *size)
 
 
+@pytest.mark.parametrize("mode,passes", [("eval", 1), ("paper", 2)])
+def test_progress_counts_tiles_not_images(unet, mode: str, passes: int) -> None:
+    calls: list[tuple[int, int]] = []
+    _tiled(
+        unet,
+        torch.rand(3, 100, 150) * 2 - 1,
+        tile=64,
+        overlap=16,
+        mode=mode,
+        seed=0,
+        on_tiles=lambda *c: calls.append(c),
+    )
+    tiles = len(axis_plan(100, 64, 16, 32)[1]) * len(axis_plan(150, 64, 16, 32)[1]) * passes  # 32: depth 5
+    assert tiles > 4 and calls[-1] == (tiles, tiles)
+    assert [done for done, _ in calls] == sorted({done for done, _ in calls})  # counted up, tile batch by batch
+
+
 def _smooth_scene(h: int = 192, w: int = 320) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
     return torch.stack([2 * xx - 1, torch.sin(4 * xx + 2 * yy) * 0.5 + xx - 0.5, xx**2 * 1.6 - 0.8])

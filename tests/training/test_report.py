@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pix2pix.cli import main
+from pix2pix.training.report import write_report
 from pix2pix.training.train import train
 
 from ..conftest import chromium_driver, tiny_config
@@ -43,6 +44,28 @@ def test_the_page_holds_every_curve_the_best_step_and_the_grids(run: Path) -> No
 def test_not_a_run_is_named(tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path)]) == 2
     assert "not a run directory (no config.json)" in capsys.readouterr().err
+
+
+def _svg(page: str, label: str) -> str:
+    return re.search(rf'<svg[^>]*aria-label="{label}">.*?</svg>', page).group(0)
+
+
+def test_epoch_labels_do_not_overlap_and_a_flat_lr_axis_hugs_its_value(tmp_path: Path) -> None:
+    run = tmp_path / "long"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    records = [
+        {"step": step, "epoch": step // 10, "g_l1": 1.0 / step, "lr": 0.0002, "images_per_s": 5.0, "time": step / 5}
+        for step in range(1, 601)
+    ]  # 60 epochs of 10 steps, a constant learning rate
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    page = write_report(run).read_text()
+    loss = _svg(page, "g_l1")
+    assert loss.count("<line") - 2 == 59  # every epoch boundary is drawn...
+    xs = [float(x) for x in re.findall(r'<text x="([\d.]+)"[^>]*>epoch \d+</text>', loss)]
+    assert 2 <= len(xs) <= 10 and min(b - a for a, b in zip(xs, xs[1:])) >= 40  # ...and labelled sparsely
+    axis = [float(v) for v in re.findall(r'<text x="44" [^>]*>([-\d.e]+)</text>', _svg(page, "lr"))]  # y axis
+    assert axis and 0.00015 < min(axis) < 0.0002 < max(axis) < 0.00025
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..config import GENERATORS, PREPROCESS, TrainConfig, size_multiple
+from .flags import add_overwrite, add_quiet
 
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
 
@@ -131,9 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     training.add_argument("--in-channels", type=int, default=3)
     training.add_argument("--out-channels", type=int, default=3)
     training.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB")
-    p.add_argument(
-        "--quiet", action="store_true", help="no progress bar (none is shown where stderr is not a terminal)"
-    )
+    add_quiet(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
@@ -153,7 +152,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="resize B to A's size where they differ (nearest for label maps); default: report and skip",
     )
     p.add_argument("--ext", default="png", help="png (default, lossless, 8/16 bit), jpg, tif or npy")
-    p.add_argument("--overwrite", action="store_true", help="replace existing files in OUT")
+    add_overwrite(p, "replace existing files in OUT")
     p.add_argument("--workers", type=int, default=0, help="threads (0: one per core, up to 8)")
     p.set_defaults(func=cmd_combine)
 
@@ -170,6 +169,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--move", action="store_true", help="move the files instead of copying them")
     p.add_argument("--out", type=Path, help="write the splits here instead of into DIR")
-    p.add_argument("--overwrite", action="store_true", help="replace files that already exist at a destination")
+    add_overwrite(p, "replace files that already exist at a destination")
     p.add_argument("--dry-run", action="store_true", help="print the counts, touch nothing")
     p.set_defaults(func=cmd_split)

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .flags import add_overwrite, add_quiet
+
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
 
 
@@ -22,8 +24,8 @@ def _add_pair_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--val-fraction", type=float, default=0.1, help="fraction of the photos put in val/ (0: all train)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
-    p.add_argument("--overwrite", action="store_true", help="replace existing pairs in OUT")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overwrite(p, "replace existing pairs in OUT")
+    add_quiet(p)
 
 
 def _pair_options(args: argparse.Namespace) -> dict:
@@ -32,7 +34,7 @@ def _pair_options(args: argparse.Namespace) -> dict:
         val_fraction=args.val_fraction,
         seed=args.seed,
         overwrite=args.overwrite,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
 
 
@@ -80,8 +82,8 @@ def cmd_download(args: argparse.Namespace) -> int:
         url=args.url,
         sha256=args.sha256,
         keep_archive=args.keep_archive,
-        force=args.force,
-        progress=not args.no_progress,
+        force=args.overwrite,
+        progress=not args.quiet,
     )
     return 0
 
@@ -142,6 +144,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--url", help=f"a mirror: base URL (NAME.tar.gz is appended) or an archive URL (env: {URL_ENV})")
     p.add_argument("--sha256", help="expected SHA-256 of the archive")
     p.add_argument("--keep-archive", action="store_true", help="keep DEST/NAME.tar.gz after unpacking")
-    p.add_argument("--force", action="store_true", help="replace an existing DEST/NAME")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overwrite(p, "replace an existing DEST/NAME", force_alias=True)
+    add_quiet(p)
     p.set_defaults(func=cmd_download)

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from ..config import EVAL_TASKS as TASKS
+from ..paper import SETS
+from .flags import add_overwrite, add_quiet, seed
 
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
 
@@ -20,8 +22,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise ValueError(
                 "pix2pix evaluate --real DIR --fake DIR scores two folders: give both, without --model/--data"
             )
-        if not args.out:
-            raise ValueError("pix2pix evaluate --real/--fake needs --out DIR for its metrics.json and page")
         task = "image" if args.task == "auto" else args.task
         result = evaluate_folders(
             args.real, args.fake, args.out, size=args.size or 256, task=task, labels=args.labels,
@@ -29,7 +29,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             perceptual=perceptual, weights=args.weights_dir, device=args.device, overwrite=args.overwrite,
             progress=not args.quiet,
         )  # fmt: skip
-        return _print_result(result, f"{args.fake} against {args.real}", Path(args.out))
+        return _print_result(
+            result, f"{args.fake} against {args.real}", Path(args.out) if args.out else None, args.json
+        )
     if not args.model or not args.data:
         raise ValueError(
             "pix2pix evaluate needs --model PATH and --data DIR, or --real DIR --fake DIR (or a subcommand: "
@@ -56,10 +58,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    return _print_result(result, f"{args.data} ({args.split})", out)
+    return _print_result(result, f"{args.data} ({args.split})", out, args.json)
 
 
-def _print_result(result: dict, what: str, out: Path) -> int:
+def _print_result(result: dict, what: str, out: Path | None, as_json: bool = False) -> int:
+    """The metrics as a table (or, `as_json`, metrics.json's contents), and where they were written."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
     print(f"{result['images']} images of {what} at {result['size']} px, task {result['task']}")
     for group, title in (
         ("segmentation", "labels vs ground truth"),
@@ -78,7 +84,8 @@ def _print_result(result: dict, what: str, out: Path) -> int:
         print("  " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     if "color" in result:
         print("  histogram intersection " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in result["color"].items()))
-    print(f"wrote {out / 'metrics.json'} and {out / 'index.html'}")
+    if out is not None:
+        print(f"wrote {out / 'metrics.json'} and {out / 'index.html'}")
     return 0
 
 
@@ -98,7 +105,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
         seed=args.seed,
         palette=args.palette,
         device=args.device,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     val = result["val"]
     print(
@@ -111,7 +118,6 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..experiments.reproduce import reproduce
-    from ..paper import SETS
 
     if args.list:
         for name, exp in SETS.items():
@@ -140,7 +146,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             device=args.device,
             extra=_parse_settings(args.set),
             weights=args.weights,
-            progress=not args.no_progress,
+            progress=not args.quiet,
             train_only=args.train_only,
         )
         if path is not None:
@@ -156,7 +162,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         segmenter=args.segmenter,
         device=args.device,
         extra=_parse_settings(args.set),
-        progress=not args.no_progress,
+        progress=not args.quiet,
         train_only=args.train_only,
     )
     if path is None:
@@ -206,7 +212,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--labels", metavar="DIR", help="with --real/--fake and --task label2photo: the input label maps")
     p.add_argument("--split", default="val", help="which split folder to score (default val, the paper's test set)")
-    p.add_argument("--out", help="where metrics.json and index.html go (default MODEL/eval-SPLIT)")
+    p.add_argument(
+        "--out",
+        help="where metrics.json and index.html go (default: MODEL/eval-SPLIT; with --real/--fake: none, "
+        "the metrics are printed)",
+    )
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON (metrics.json's contents)")
     p.add_argument(
         "--task",
         choices=TASKS,
@@ -219,16 +230,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--size", type=int, help="score at SIZE x SIZE (default: the model's training size; 256 for folders)"
     )
-    p.add_argument(
-        "--quiet", action="store_true", help="no progress bar (none is shown where stderr is not a terminal)"
-    )
+    add_quiet(p)
     p.add_argument(
         "--mode",
         choices=("paper", "eval"),
         default="paper",
         help="generator mode (paper: dropout on, batch-1 statistics)",
     )
-    p.add_argument("--seed", type=int, default=0, help="dropout noise seed (image i uses seed + i)")
+    p.add_argument("--seed", type=seed, default=0, help="dropout noise seed (image i uses seed + i)")
     p.add_argument("--gallery", type=int, default=30, help="images shown in index.html")
     p.add_argument(
         "--absent",
@@ -247,7 +256,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="folder of the standard weight files (default $PIX2PIX_WEIGHTS or ~/.cache/pix2pix/weights)",
     )
     p.add_argument("--device", default="auto")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out (whole)")
+    add_overwrite(p, "replace an earlier evaluation in --out (whole)")
     p.set_defaults(func=cmd_evaluate)
     eval_sub = p.add_subparsers(dest="evaluate_command", required=False, metavar="COMMAND")
     s = eval_sub.add_parser(
@@ -262,16 +271,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--palette", default="cityscapes")
     s.add_argument("--device", default="auto")
-    s.add_argument("--overwrite", action="store_true")
-    s.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bars")
+    add_overwrite(s, "replace a segmenter already in --out")
+    add_quiet(s)
     s.set_defaults(func=cmd_train_segmenter)
 
     p = sub.add_parser("reproduce", help="train and score one of the paper's experiment sets; write a report")
-    p.add_argument(
-        "name",
-        nargs="?",
-        help="table1, table2, table3, table6, figure7, losses, augmentation, batch_size, colorization",
-    )
+    p.add_argument("name", nargs="?", help=f"one of: {', '.join([*SETS, 'colorization'])} (--list: what each is)")
     p.add_argument("--list", action="store_true", help="list the experiment sets")
     p.add_argument(
         "--data",
@@ -315,5 +320,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="change a training option of every row (e.g. workers=0); the report lists it",
     )
     p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bars")
+    add_quiet(p)
     p.set_defaults(func=cmd_reproduce)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
+
+from .flags import add_overwrite, add_quiet
 
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
 
@@ -15,14 +18,23 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     model = with_run_training(Pix2Pix.load(args.model), args.model)
     metrics = read_metrics(args.model, args.metrics)
-    if args.dry_run:
-        folder = Path(args.dry_run)
-        files = stage(model, folder, args.repo_id, metrics, args.license)
-        print(f"would upload to {args.repo_id} ({'private' if args.private else 'public'}), written into {folder}:")
-        for path in files:
-            print(f"  {path.name:24s} {path.stat().st_size:>12,} bytes")
+    if args.dry_run is not None or args.stage_dir:
+        # --dry-run DIR: the old spelling of --dry-run --stage-dir DIR
+        keep = args.stage_dir or args.dry_run or None
+        with tempfile.TemporaryDirectory(prefix="pix2pix-push-") as tmp:
+            folder = Path(keep) if keep else Path(tmp) / "upload"
+            files = stage(model, folder, args.repo_id, metrics, args.license)
+            visibility = "private" if args.private else "public"
+            where = f", written into {folder}" if keep else " (--stage-dir DIR keeps the files)"
+            print(f"would upload to {args.repo_id} ({visibility}){where}:")
+            for path in files:
+                print(f"  {path.name:24s} {path.stat().st_size:>12,} bytes")
         print(f"nothing was uploaded; without --dry-run: pix2pix push {args.model} {args.repo_id}")
         return 0
+    if args.quiet:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     url = push(model, args.repo_id, args.private, args.token, metrics, args.license)
     print(f"uploaded {args.model} to {args.repo_id}: {url}")
     return 0
@@ -44,7 +56,7 @@ def cmd_download_model(args: argparse.Namespace) -> int:
     if not args.name:
         raise ValueError("download-model needs a NAME (pix2pix download-model --list shows them)")
     folder = download_model(
-        args.name, args.dest, args.url, args.sha256, args.force, args.keep_file, progress=not args.no_progress
+        args.name, args.dest, args.url, args.sha256, args.overwrite, args.keep_file, progress=not args.quiet
     )
     config = json.loads((folder / "config.json").read_text())
     print(f"translate with: pix2pix translate --model {folder} INPUT... --out DIR  (direction {config['direction']})")
@@ -58,8 +70,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--private", action="store_true", help="create the repository private")
     p.add_argument(
         "--dry-run",
+        nargs="?",
+        const="",
         metavar="DIR",
-        help="write exactly what would be uploaded into DIR (empty or new) and list it; upload nothing",
+        help="list what would be uploaded (staged in a temporary folder) and upload nothing; "
+        "--dry-run DIR is the old spelling of --dry-run --stage-dir DIR",
+    )
+    p.add_argument(
+        "--stage-dir",
+        metavar="DIR",
+        help="with --dry-run: write the files into DIR (empty or new) and keep them there",
     )
     p.add_argument(
         "--metrics",
@@ -68,6 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--license", default="other", help="license id for the card's metadata (default: other)")
     p.add_argument("--token", help="Hub token (default: huggingface_hub's login or $HF_TOKEN)")
+    add_quiet(p, "no upload progress bars")
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser(
@@ -81,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dest", default="models", help="folder to write DEST/NAME into (default: models)")
     p.add_argument("--url", help="base URL of a mirror (NAME.pth is appended) or a .pth URL; also $PIX2PIX_MODELS_URL")
     p.add_argument("--sha256", help="expected SHA-256 of the .pth (the authors publish none)")
-    p.add_argument("--force", action="store_true", help="replace an existing DEST/NAME")
+    add_overwrite(p, "replace an existing DEST/NAME", force_alias=True)
     p.add_argument("--keep-file", action="store_true", help="keep the downloaded .pth beside the model folder")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=cmd_download_model)

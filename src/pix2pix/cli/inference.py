@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .flags import add_overwrite, add_quiet, seed
+
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
 
 
@@ -186,7 +188,7 @@ def _register_translate(sub: argparse._SubParsersAction) -> None:
         help="paper: dropout on + test-batch statistics (section 3.3); eval: deterministic "
         "(default: paper with --backend torch, eval with onnxruntime, its only mode)",
     )
-    p.add_argument("--seed", type=int, default=None, help="seed of the dropout noise in paper mode")
+    p.add_argument("--seed", type=seed, default=None, help="seed of the dropout noise in paper mode")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (eval mode)")
     p.add_argument(
         "--half",
@@ -196,7 +198,7 @@ def _register_translate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--aligned", action="store_true", help="inputs are aligned pairs: use the model's input half")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
+    add_overwrite(p, "replace existing files in --out")
     p.add_argument(
         "--bit-depth",
         type=int,
@@ -211,9 +213,7 @@ def _register_translate(sub: argparse._SubParsersAction) -> None:
         help="torch: --model is a model folder; onnxruntime: --model is an .onnx file from `pix2pix export`",
     )
     p.add_argument("--html", action="store_true", help="also write OUT/index.html: input | output (| target) per image")
-    p.add_argument(
-        "--quiet", action="store_true", help="no progress bar (none is shown where stderr is not a terminal)"
-    )
+    add_quiet(p)
     _add_tiling_flags(p)
     p.set_defaults(func=cmd_translate)
 
@@ -275,8 +275,8 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
         help="also compare on these images (files, or folders: their first --check-count images); implies --check",
     )
     p.add_argument("--check-count", type=int, default=4, help="images taken from each --check-images folder")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.add_argument("--quiet", action="store_true", help="no progress bar for --check")
+    add_overwrite(p, "replace OUT if it exists")
+    add_quiet(p, "no progress bar for --check")
     p.set_defaults(func=cmd_export)
 
 
@@ -309,7 +309,7 @@ def _register_import_reference(sub: argparse._SubParsersAction) -> None:
         help="G was built with dropout (--no-dropout: the reference's --no_dropout, e.g. CycleGAN); "
         "default: on for U-Nets (the reference's pix2pix default), read from the weights for ResNets",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace a model already in OUT")
+    add_overwrite(p, "replace a model already in OUT")
     p.set_defaults(func=cmd_import_reference)
 
 
@@ -345,5 +345,5 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
         help="seconds a client may take to send a whole request (default 30)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--quiet", action="store_true", help="do not log each request")
+    add_quiet(p, "do not log each request")
     p.set_defaults(func=cmd_serve)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..study.protocol import PAIRINGS, QUESTION, Protocol, parse_fake
+from .flags import add_overwrite, add_quiet
 
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
 
@@ -154,7 +155,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=0, help="resize every image to SIZE x SIZE PNG (default: copy as is)")
     p.add_argument("--link", action="store_true", help="hard-link the images instead of copying (same file system)")
     p.add_argument("--strict", action="store_true", help="unmatched names are an error, not a note")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing study folder (and its responses)")
+    add_overwrite(p, "replace an existing study folder (and its responses)")
     p.add_argument("--limit", type=int, default=10, help="unmatched names listed per folder")
     _add_protocol_flags(p, "the paper's: 1000 ms, 10 practice, 40 trials, 256 px")
     p.set_defaults(func=cmd_create)
@@ -176,7 +177,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=30.0,
         help="an unfinished session idle this long stops counting when balancing methods (default 30)",
     )
-    p.add_argument("--quiet", action="store_true", help="do not log each request")
+    add_quiet(p, "do not log each request")
     _add_protocol_flags(p, "the study's, from study.json")
     p.set_defaults(func=cmd_serve)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import FIELDS, FILE_ORDER, TrainConfig, list_presets, load_preset
+from .flags import add_overwrite, add_quiet
 
 # the library is imported inside each command, so that `pix2pix --help` loads no torch
 
@@ -51,14 +52,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_dict(values, f"preset {args.preset}" if args.preset else "flags")
         name = args.preset or (Path(cfg.run.data).name if cfg.run.data else "run")
         run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name.replace(":", "_")
-    summary = train(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.no_progress)
+    summary = train(cfg, run_dir, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet)
     if summary["rank"] != 0:  # under torchrun, rank 0 reports for all processes
         return 130 if summary["interrupted"] else 0
     losses = ", ".join(f"{k} {v:.4f}" for k, v in summary["losses"].items())
     if summary["interrupted"]:
         print(f"stopped at step {summary['step']}; checkpoint saved. Continue with: pix2pix train --resume {run_dir}")
         return 130
-    print(f"trained {summary['step']} steps in {summary['seconds']:.1f} s ({losses})")
+    start = summary["step"] - summary["steps_run"]
+    since = f" (step {start} to {summary['step']})" if start else ""
+    print(f"trained {summary['steps_run']} steps{since} in {summary['seconds']:.1f} s ({losses})")
     print(f"model: {summary['model']}   samples: {run_dir / 'samples'}   log: {run_dir / 'log.jsonl'}")
     return 0
 
@@ -73,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         values["max_steps"] = args.max_steps
     cfg = TrainConfig.from_dict(values, "preset shapes")
     run_dir = Path(args.run_dir)
-    summary = train(cfg, run_dir, overwrite=args.overwrite, progress=not args.no_progress)
+    summary = train(cfg, run_dir, overwrite=args.overwrite, progress=not args.quiet)
     model = Pix2Pix.load(run_dir / "model")
     out = run_dir / "translated"
     written = model.translate_files([run_dir / "data" / "val"], out, half="input", seed=0, overwrite=True)
@@ -99,16 +102,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", help="a shipped preset (see `pix2pix presets`) or a .toml file")
     p.add_argument("--run-dir", help="where the run is written (default: runs/<preset or data name>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --run-dir")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overwrite(p, "replace an existing run in --run-dir")
+    add_quiet(p)
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="train briefly on the built-in shapes data and translate with the result")
-    p.add_argument("--run-dir", default="runs/shapes")
-    p.add_argument("--max-steps", type=int, default=0, help="shorter or longer than the preset's run")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--run-dir", default="runs/shapes", help="where the run is written (default: runs/shapes)")
+    p.add_argument(
+        "--max-steps", type=int, default=0, help="steps to train (default: the shapes preset's, about 1,000)"
+    )
+    add_overwrite(p, "replace an earlier demo run in --run-dir")
+    add_quiet(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("presets", help="list the shipped presets (paper experiments)")

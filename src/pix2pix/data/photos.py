@@ -11,6 +11,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from ..progress import progress_bar
 from .aligned import Augment, DatasetError
 from .images import ImageError, image_size, list_images, open_image
 
@@ -112,11 +113,7 @@ def write_pair_dataset(
             raise FileExistsError(
                 f"{existing[0]} exists ({len(existing)} pairs would be overwritten); pass --overwrite"
             )
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), unit="img", dynamic_ncols=True, mininterval=1.0)
+    bar = progress_bar(len(jobs), "pairs") if progress else None
     try:
         for source, target in jobs:
             photo = fit_square(open_image(source, "RGB"), size)

@@ -134,7 +134,7 @@ def evaluate_model(
 def evaluate_folders(
     real: str | Path,
     fake: str | Path,
-    out: str | Path,
+    out: str | Path | None,
     size: int = 256,
     task: str = "image",
     labels: str | Path | None = None,
@@ -152,9 +152,10 @@ def evaluate_folders(
     of `fake` against the image of `real` with the same relative path (extension aside), both
     resized to `size`, with the metrics and page of evaluate_model. photo2label: both are colour
     label maps; label2photo: the FCN-score of `fake` against the label maps in `labels` (the
-    inputs the photos were made from), with `segmenter`."""
-    final = Path(out)
-    if final.exists() and (not final.is_dir() or any(final.iterdir())) and not overwrite:
+    inputs the photos were made from), with `segmenter`. `out` None: the scores only, nothing
+    written (as pytorch-fid prints its score)."""
+    final = Path(out) if out is not None else None
+    if final is not None and final.exists() and (not final.is_dir() or any(final.iterdir())) and not overwrite:
         raise EvaluationError(f"{final} already holds an evaluation; pass --overwrite to replace it whole")
     if task not in ("image", "photo2label", "label2photo"):
         raise EvaluationError(f"--task {task}: folders are scored as image, photo2label or label2photo")
@@ -165,16 +166,17 @@ def evaluate_folders(
     pal = load_palette(palette) if task != "image" else None
     seg_net = load_segmenter(segmenter, dev)[0] if task == "label2photo" else None
     setup = Setup(None, task, size, pal, seg_net, dev)
-    folder = final.parent / f".{final.name}.partial"
-    shutil.rmtree(folder, ignore_errors=True)
-    (folder / "images").mkdir(parents=True, exist_ok=True)
+    folder = final.parent / f".{final.name}.partial" if final is not None else None
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        (folder / "images").mkdir(parents=True, exist_ok=True)
     scores, shown, started = Scores(setup, bool(perceptual)), [], time.perf_counter()
     for i, (name, real_path, fake_path, label_path) in enumerate(progress_bar(triples, "evaluate", progress)):
         target = resize(open_image(real_path, "RGB"), size)
         output = resize(open_image(fake_path, "RGB"), size)
         source = resize(open_image(label_path, "RGB"), size) if label_path else target
         segmented = scores.add(source, output, target)
-        if i < gallery:
+        if folder is not None and i < gallery:
             shown.append(_save_gallery(folder, i, name, source, output, target, segmented, pal))
     result = {
         "model": f"{fake} (images)",
@@ -193,8 +195,9 @@ def evaluate_folders(
         result["perceptual"] = perceptual_scores(
             scores.kept_real, scores.kept_fake, weights, tuple(perceptual), device=dev
         )
-    _write_report(folder, result, shown, scores)
-    _replace_folder(folder, final)
+    if folder is not None and final is not None:
+        _write_report(folder, result, shown, scores)
+        _replace_folder(folder, final)
     return result
 
 

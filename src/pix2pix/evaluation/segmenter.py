@@ -85,11 +85,7 @@ def train_segmenter(
     opt = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
     order = torch.Generator().manual_seed(seed)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=steps, unit="it", dynamic_ncols=True, mininterval=1.0, desc="segmenter")
+    bar = progress_bar(steps, "segmenter", unit="it") if progress else None
     perm, pos, started, loss_sum = torch.randperm(n, generator=order), 0, time.perf_counter(), 0.0
     for step in range(steps):
         if pos + batch_size > n:

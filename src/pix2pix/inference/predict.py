@@ -211,7 +211,7 @@ class Pix2Pix:
         max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
         for src, _ in jobs:
             check_pixels(src, max_pixels)
-        plan = _Plan(mode, seed, bit_depth, tile, overlap, max_memory, log or (lambda line: None))
+        plan = _Plan(mode, seed, bit_depth, tile, overlap, max_memory, log or (lambda line: None), progress)
         batch: list[_Item] = []
         written = []
         with _Loader(self, jobs, half, max_pixels) as loader, progress_bar(len(jobs), "translate", progress) as bar:
@@ -264,6 +264,14 @@ class Pix2Pix:
         bits = 8 if self.colorization else plan.bit_depth
         channels = 3 if self.colorization else self.out_channels
         array = np.zeros((h, w, channels), dtype=np.uint8 if bits == 8 else np.uint16)
+        bar = None
+
+        def on_tiles(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = progress_bar(total, f"tiles of {item.src.name}", plan.progress, unit="tile")
+            bar.update(done - bar.n)
+
         bands = translate_tiled(
             self.generator,
             item.x,
@@ -273,6 +281,7 @@ class Pix2Pix:
             plan.mode,
             plan.seed_for(item.index),
             plan.max_memory,
+            on_tiles,
         )
         for top, band in bands:
             rows = slice(top, top + band.shape[1])
@@ -280,6 +289,8 @@ class Pix2Pix:
                 array[rows] = np.asarray(l_ab_to_image(item.scale(item.x[:, rows]), band))
             else:
                 array[rows] = to_array(band, bits)
+        if bar is not None:
+            bar.close()
         if channels in (1, 3) and bits == 8:
             picture: Picture = Image.fromarray(array[:, :, 0] if channels == 1 else array)
         else:
@@ -359,6 +370,7 @@ class _Plan:
     overlap: int
     max_memory: int
     log: Callable[[str], None]
+    progress: bool = False  # a tiled image gets its own bar, counting tiles
 
     def seed_for(self, index: int) -> int | None:
         return None if self.seed is None else self.seed + index

@@ -179,6 +179,7 @@ def translate_tiled(
     mode: str = "eval",
     seed: int | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
+    on_tiles: Callable[[int, int], None] | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Translate image `x` (C_in, H, W) tile by tile; yields (first row, band (C_out, rows, W)
     float32 in [-1, 1]) from the top down, bands covering every row once.
@@ -186,7 +187,9 @@ def translate_tiled(
     `tile`: the largest tile side in px (default: what a third of `max_memory` holds); each side
     gets the tile size and count that cover it with the fewest pixels. As many tiles of a row
     run as one batch as a third of `max_memory` holds. `x` may be stored compactly (uint8 or
-    uint16 as decoded): `scale` maps a crop of it to the generator's float input in [-1, 1]."""
+    uint16 as decoded): `scale` maps a crop of it to the generator's float input in [-1, 1].
+    `on_tiles(done, total)`: called after each batch of tiles (a progress bar counts tiles, not
+    images; a paper-mode image with batch statistics runs every tile twice, both counted)."""
     multiple = max(size_multiple(generator), 1)
     max_tile = (
         max_tile_for(generator, max_memory) if tile is None else max(multiple, math.ceil(tile / multiple) * multiple)
@@ -203,19 +206,25 @@ def translate_tiled(
         axis_plan(width, max_tile, overlap, multiple),
     )
     if height < tile_h or width < tile_w:
-        yield from _padded(generator, x, scale, (tile_h, tile_w), overlap, mode, seed, max_memory)
+        yield from _padded(generator, x, scale, (tile_h, tile_w), overlap, mode, seed, max_memory, on_tiles)
         return
     batch = max(1, int(max_memory / 3 // (activation_bytes_per_pixel(generator) * tile_h * tile_w)))
     wx = [ramp_window(xs, j, tile_w) for j in range(len(xs))]
     device = next((p.device for p in generator.parameters()), torch.device("cpu"))
     layers = _self_normalising(generator, mode)
     stats = _WholeImageStatistics(layers)
+    tiles, tiles_done = len(ys) * len(xs) * (2 if layers else 1), 0
 
     def run(y0: int) -> Iterator[tuple[int, torch.Tensor]]:
+        nonlocal tiles_done
         for j0 in range(0, len(xs), batch):
             js = range(j0, min(j0 + batch, len(xs)))
             crops = torch.stack([scale(x[:, y0 : y0 + tile_h, xs[j] : xs[j] + tile_w]) for j in js])
-            yield from zip(js, generator(crops.to(device)).float().cpu())
+            outs = generator(crops.to(device)).float().cpu()
+            tiles_done += len(js)
+            if on_tiles is not None:
+                on_tiles(tiles_done, tiles)
+            yield from zip(js, outs)
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.inference_mode())
@@ -255,6 +264,7 @@ def _padded(
     mode: str,
     seed: int | None,
     max_memory: int,
+    on_tiles: Callable[[int, int], None] | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """A side shorter than its one tile: padded to it on both sides (reflection where the image
     is large enough, as untiled translation pads), translated, and cropped back."""
@@ -263,7 +273,8 @@ def _padded(
     pads = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
     how = "reflect" if max(pads[:2]) < width and max(pads[2:]) < height else "replicate"
     padded = F.pad(x[None].float(), pads, mode=how)[0].to(x.dtype)  # integer images pad as float and back
-    for first, band in translate_tiled(generator, padded, scale, max(tile), overlap, mode, seed, max_memory):
+    tiled = translate_tiled(generator, padded, scale, max(tile), overlap, mode, seed, max_memory, on_tiles)
+    for first, band in tiled:
         rows = band[:, :, pads[0] : pads[0] + width]
         top, bottom = max(first, pads[2]), min(first + rows.shape[1], pads[2] + height)
         if bottom > top:

@@ -15,6 +15,7 @@ on the standard library's http.server, with their safety rules.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import json
 import socket
@@ -57,6 +58,13 @@ def hostname(netloc: str) -> str:
         return ""
 
 
+class PortInUseError(OSError):
+    """The port is taken; the message names it and --port."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class JsonServer(ThreadingHTTPServer):
     """A threaded server for a JsonHandler: `max_body_bytes`, `read_seconds`, `loopback_only`,
     `log_requests`, and `url`, where to point a browser."""
@@ -71,7 +79,17 @@ class JsonServer(ThreadingHTTPServer):
         self.loopback_only = is_loopback(address[0])
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, handler)
+        try:
+            super().__init__(address, handler)
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise
+            host, port = address
+            raise PortInUseError(
+                err.errno,
+                f"port {port} on {host} is already in use (another server, or an earlier one still running); "
+                "choose another with --port N (--port 0: any free port)",
+            ) from None
 
     def too_large(self, length: int) -> str:
         """The message for a body over `max_body_bytes`."""

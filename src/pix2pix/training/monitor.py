@@ -23,6 +23,7 @@ holds weights of steps the log no longer has.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import shutil
@@ -48,13 +49,10 @@ NOT_SCALARS = ("step", "epoch")
 class Monitor:
     """Validation, snapshots, the best model and TensorBoard of one run (rank 0's)."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, val_set: Any, device: Any, resume_step: int | None) -> None:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, validator: Validator | None, resume_step: int | None) -> None:
+        """`validator`: `Validator.make`'s, made (and so checked) before the run folder was written."""
         self.cfg, self.path = cfg, Path(run_dir)
-        best = cfg.run.best_metric
-        if best and best not in metric_names(resolve_task(cfg), cfg.run.perceptual):
-            names = ", ".join(metric_names(resolve_task(cfg), cfg.run.perceptual))
-            raise ValueError(f"best_metric = {best!r} (--best-metric): this run's validation logs {names}")
-        self.validator = Validator.make(cfg, val_set, device)
+        self.validator = validator
         self.board = _board(self.path, resume_step) if cfg.run.tensorboard else None
         self.wandb = _wandb_run(cfg, self.path) if cfg.run.wandb else None
         if resume_step is not None:
@@ -166,6 +164,22 @@ class Monitor:
         for folder in _snapshots(self.path):
             if int(folder.name.removeprefix("step_")) > step:
                 shutil.rmtree(folder)
+
+
+def check_watch_options(cfg: TrainConfig) -> None:
+    """Refuse a --best-metric this run's validation never logs, and --tensorboard or --wandb
+    without their packages: checked before the run folder is written, so that a refused run
+    leaves nothing behind."""
+    best = cfg.run.best_metric
+    names = metric_names(resolve_task(cfg), cfg.run.perceptual)
+    if best and best not in names:
+        close = difflib.get_close_matches(best, names, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ValueError(f"best_metric = {best!r} (--best-metric): {hint}this run's validation logs {', '.join(names)}")
+    if cfg.run.tensorboard:
+        require(["tensorboard"], "--tensorboard", 'pip install "pix2pix[tensorboard]"')
+    if cfg.run.wandb:
+        require(["wandb"], "--wandb", "pip install wandb")
 
 
 def _due(step: int, every: int, total: int) -> bool:

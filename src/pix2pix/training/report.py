@@ -163,6 +163,35 @@ def _smooth(values: list[float], weight: float) -> list[float]:
     return out
 
 
+def _value_range(values: list[float]) -> tuple[float, float]:
+    """The y axis's (low, high): the values' range, or a flat series (a constant learning rate)
+    padded by 10% of its value around it, so the axis reads 0.00018 to 0.00022, not 0.0002 to 1."""
+    lo, hi = min(values), max(values)
+    if hi > lo:
+        return lo, hi
+    pad = abs(lo) * 0.1 or 1.0
+    return lo - pad, hi + pad
+
+
+MAX_EPOCH_LABELS = 10
+EPOCH_LABEL_PX = 44  # "epoch 100" at 9 px, with a gap
+
+
+def _epoch_labels(positions: list[tuple[float, int]]) -> set[int]:
+    """The epochs (of (x in px, epoch) in order) to label: every 1st, 2nd, 5th, 10th, 20th, ...
+    epoch, the first such step that leaves at most MAX_EPOCH_LABELS labels, none closer than
+    EPOCH_LABEL_PX to the last one shown, so that labels never overlap."""
+    every = 1
+    while len(positions) / every > MAX_EPOCH_LABELS:
+        every = every * 5 // 2 if str(every)[0] == "2" else every * 2  # 1, 2, 5, 10, 20, 50, ...
+    labelled, last = set(), -math.inf
+    for px, epoch in positions:
+        if (epoch + 1) % every == 0 and px - last >= EPOCH_LABEL_PX:
+            labelled.add(epoch)
+            last = px
+    return labelled
+
+
 def _line_plot(
     title: str, points: list[tuple[int, float]], epochs: list[tuple[int, int]], smoothing: float, colour: str,
     mark: int | None,
@@ -172,8 +201,7 @@ def _line_plot(
     width, height, left, bottom, top = 360, 200, 48, 28, 18
     steps, values = [s for s, _ in points], [v for _, v in points]
     x0, x1 = min(steps), max(max(steps), min(steps) + 1)
-    lo, hi = min(values), max(values)
-    hi = hi if hi > lo else lo + 1
+    lo, hi = _value_range(values)
 
     def x(step: float) -> float:
         return left + (step - x0) / (x1 - x0) * (width - left - 8)
@@ -198,11 +226,11 @@ def _line_plot(
         f'<text x="{left}" y="{height - 8}" font-size="10">step {x0:,}</text>',
         f'<text x="{width - 8}" y="{height - 8}" font-size="10" text-anchor="end">{x1:,}</text>',
     ]
-    for step, epoch in epochs[1:]:
-        if x0 < step < x1:
-            parts.append(
-                f'<line x1="{x(step):.1f}" y1="{top}" x2="{x(step):.1f}" y2="{height - bottom}" stroke="#ddd"/>'
-            )
+    shown = [(step, epoch) for step, epoch in epochs[1:] if x0 < step < x1]
+    labelled = _epoch_labels([(x(step), epoch) for step, epoch in shown])
+    for step, epoch in shown:
+        parts.append(f'<line x1="{x(step):.1f}" y1="{top}" x2="{x(step):.1f}" y2="{height - bottom}" stroke="#ddd"/>')
+        if epoch in labelled:
             parts.append(
                 f'<text x="{x(step) + 2:.1f}" y="{top + 10}" font-size="9" fill="#888">epoch {epoch + 1}</text>'
             )

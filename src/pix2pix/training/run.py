@@ -77,7 +77,7 @@ def exclusive(path: str | Path) -> Iterator[None]:
     if key in _HELD:
         yield
         return
-    created = not path.exists()
+    created, lock_created = not path.exists(), not (path / LOCK_FILE).exists()
     path.mkdir(parents=True, exist_ok=True)
     try:
         with _locked(path / LOCK_FILE, fcntl):
@@ -86,9 +86,15 @@ def exclusive(path: str | Path) -> Iterator[None]:
                 yield
             finally:
                 _HELD.discard(key)
-    finally:  # a run refused before it wrote anything leaves no folder behind
-        if created and [p.name for p in path.iterdir()] == [LOCK_FILE]:
-            shutil.rmtree(path, ignore_errors=True)
+    finally:
+        # A run refused before it started (no config.json: every check runs before that is written)
+        # leaves no folder behind, or a folder that was there as it was. What it made there (the
+        # generated builtin:shapes data) was made by this process for this run alone.
+        if not (path / "config.json").exists():
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            elif lock_created:
+                (path / LOCK_FILE).unlink(missing_ok=True)
 
 
 _HELD: set[Path] = set()  # run folders whose lock this process holds
@@ -228,13 +234,15 @@ class RunDir:
         """checkpoint.pt, then model/ (each atomic; model/config.json records the step)."""
         with self.disk_full_reported(state["step"]):
             save_state(self.path / STATE_FILE, state)
+        with self.disk_full_reported(state["step"], checkpoint_written=True):
             save_model(self.path / "model", generator, ModelCard.from_train_config(cfg, state["step"]))
 
     @contextlib.contextmanager
-    def disk_full_reported(self, step: int | None = None) -> Iterator[None]:
+    def disk_full_reported(self, step: int | None = None, checkpoint_written: bool = False) -> Iterator[None]:
         """Turn a write that found the disk full into one message: checkpoints and model files
         are written atomically, so those of the previous checkpoint are intact. `step`: the
-        checkpoint being written, if that is what failed."""
+        checkpoint being written, if that is what failed; `checkpoint_written`: its checkpoint.pt was
+        written, and model/ (still of the step it says) failed."""
         try:
             yield
         except DiskFullError:
@@ -244,12 +252,28 @@ class RunDir:
                 raise
             where = Path(err.filename) if err.filename else self.path
             free = shutil.disk_usage(self.path).free
-            doing = f" while writing the checkpoint of step {step}" if step is not None else ""
+            if checkpoint_written:
+                held = self._model_step()
+                doing = (
+                    f" while writing model/ of step {step}; {STATE_FILE} holds step {step} and model/ "
+                    + (f"still holds step {held}" if held is not None else "holds no complete model")
+                    + " (--resume writes it again)"
+                )
+            else:
+                doing = f" while writing the checkpoint of step {step}" if step is not None else ""
+                doing += "; the previous checkpoint is intact"
             raise DiskFullError(
                 err.errno,
-                f"no space left on the device holding {where} ({free:,} bytes free){doing}; the previous "
-                f"checkpoint is intact. Free some space and continue with: pix2pix train --resume {self.path}",
+                f"no space left on the device holding {where} ({free:,} bytes free){doing}. "
+                f"Free some space and continue with: pix2pix train --resume {self.path}",
             ) from None
+
+    def _model_step(self) -> int | None:
+        """The step model/ holds, or None where it holds no complete model."""
+        try:
+            return ModelCard.read(self.path / "model" / "config.json").step
+        except (OSError, CheckpointError):
+            return None
 
 
 def training_state(

@@ -39,9 +39,10 @@ from ..inference.generator import run_generator
 from ..models.losses import discriminator_loss, generator_loss
 from ..models.networks import build_networks
 from ..models.resnet_unet import EncoderWeights, EncoderWeightsError, load_encoder, read_encoder_weights
+from ..progress import progress_bar
 from . import distributed
 from .checkpoint import STATE_FILE, load_state
-from .monitor import Monitor
+from .monitor import Monitor, check_watch_options
 from .run import (
     DiskFullError,
     RunDir,
@@ -53,6 +54,7 @@ from .run import (
     seed_dropout,
     training_state,
 )
+from .validation import Validator
 
 __all__ = ["DiskFullError", "RunDirError", "TrainingDiverged", "config_for_resume", "train", "train_step"]
 
@@ -365,8 +367,9 @@ def _diverged(run_dir: Path, step: int, window: int, losses: dict[str, float]) -
 # --- data ----------------------------------------------------------------------------------------
 
 
-def resolve_data(cfg: TrainConfig, run_dir: Path) -> Path:
-    """The dataset folder; `builtin:shapes` is generated (deterministically) into run_dir/data."""
+def resolve_data(cfg: TrainConfig, run_dir: Path, resume: bool = False) -> Path:
+    """The dataset folder; `builtin:shapes` is generated (deterministically) into run_dir/data.
+    `resume`: a missing folder's message says that --data may change on --resume."""
     if not cfg.run.data:
         raise ValueError("no dataset: pass --data DIR (or a preset that sets it, such as --preset shapes)")
     if cfg.run.data.startswith("builtin:"):
@@ -382,7 +385,7 @@ def resolve_data(cfg: TrainConfig, run_dir: Path) -> Path:
         raise DatasetError(
             f"dataset folder {folder} does not exist"
             + (f" (as seen from {Path.cwd()})" if not folder.is_absolute() else "")
-            + "; pass --data DIR to say where it is now (--data may change on --resume)"
+            + ("; pass --data DIR to say where it is now (--data may change on --resume)" if resume else "")
         )
     return folder
 
@@ -404,12 +407,18 @@ def dataset_options(data: DataConfig) -> dict[str, Any]:
     return {name: getattr(data, name) for name in DATASET_OPTIONS.get(data.mode, ())}
 
 
-def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True) -> tuple[Dataset, Dataset]:
+def build_datasets(cfg: TrainConfig, run_dir: Path, main: bool = True, resume: bool = False) -> tuple[Dataset, Dataset]:
     """The training set (checked file by file before anything runs) and the validation set
     whose first images are shown in the sample grids. Only the `main` process (rank 0 of
     several) reports: it prints and writes skipped.txt."""
-    data, root = cfg.data, resolve_data(cfg, run_dir)
+    data, root = cfg.data, resolve_data(cfg, run_dir, resume)
     _refuse_folders_layout(cfg, root)
+    if main and split_folder(root, "val") == split_folder(root, "train"):
+        where = "no train/ folder" if split_folder(root, "train") == root else "no val/ or test/ folder"
+        print(
+            f"{root}: {where}, so validation and the sample grids use the training images themselves "
+            f"(put held-out pairs in {root / 'val'} to validate on others)"
+        )
     options, val_options = dataset_options(data), dataset_options(data)
     if data.mode in ("aligned", "folders"):
         # whole images (none, scale_width): sides must suit the generator, a batch needs equal sizes
@@ -530,9 +539,14 @@ def train(
 def _train(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
     if cfg.run.data and not cfg.run.data.startswith("builtin:"):
         cfg = cfg.replace(data=str(Path(cfg.run.data).resolve()))  # so that --resume works from any folder
+    # Every check that can refuse the run comes before rank 0 writes config.json (run.start), so a
+    # refused run leaves no folder behind (exclusive() removes the one it made) and the corrected
+    # command runs: the saved run and the flags, the watch options, the encoder, the device, the
+    # data file by file, then the validator (its segmenter and perceptual networks).
     state = _resume_state(cfg, run_dir) if resume else None
     if not resume:
         RunDir(run_dir).check_new(overwrite)
+    check_watch_options(cfg)
     encoder = None
     if not resume and cfg.generator.architecture == "resnet18-unet":
         cfg, encoder = _encoder_of(cfg)  # a bad file is refused before the run dir is touched
@@ -545,22 +559,38 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, overwrite: bool, progr
     try:
         if not world.main:
             distributed.barrier(device)  # rank 0 checks the data first (and writes builtin:shapes)
-        dataset, val_set = build_datasets(cfg, run_dir, world.main)  # fails before the run dir is touched
+        dataset, val_set = build_datasets(cfg, run_dir, world.main, resume)  # fails before the run dir is touched
         device_pairs = None
         if cfg.speed.cache == "device":  # on the device before the run dir is touched, too (sizes, memory)
             device_pairs = DeviceBatches(dataset, device)
+        validator = Validator.make(cfg, val_set, device) if world.main else None
         if world.main:
             distributed.barrier(device)
             if not resume:
                 run.start(cfg, overwrite)
         batches = batch_source(cfg, dataset, world, device, device_pairs)
         with process_settings(cfg, device), run.disk_full_reported():
+            if world.main:  # before the progress bar, so that a slow start does not look hung
+                print(_header(cfg, device, world, len(dataset), run_dir, state), flush=True)
             nets = build(cfg, device, world, state, encoder)
-            summary = _loop(cfg, run, state, nets, batches, len(dataset), val_set, world, device, progress)
+            summary = _loop(cfg, run, state, nets, batches, len(dataset), val_set, validator, world, device, progress)
         finished = True
         return summary
     finally:
         distributed.teardown(world, device, wait=finished)
+
+
+def _header(
+    cfg: TrainConfig, device: torch.device, world: distributed.World, pairs: int, run_dir: Path, state: dict | None
+) -> str:
+    """One line said as a run starts: where it runs, on what, and into which folder."""
+    processes = f" x {world.size} processes" if world.size > 1 else ""
+    at = f", from step {state['step']}" if state is not None else ""
+    threads = torch.get_num_threads()
+    return (
+        f"training on {device}{processes} ({threads} thread{'s' * (threads != 1)}): {pairs} training pairs at "
+        f"{cfg.data.crop_size} px, run folder {run_dir}{at}"
+    )
 
 
 def _encoder_of(cfg: TrainConfig) -> tuple[TrainConfig, EncoderWeights | None]:
@@ -588,6 +618,7 @@ def _loop(
     batches: Batches,
     epoch_size: int,
     val_set: Dataset,
+    validator: Validator | None,
     world: distributed.World,
     device: torch.device,
     show_progress: bool,
@@ -601,8 +632,8 @@ def _loop(
     g_run, d_run = (distributed.wrap(maybe_compile(m, cfg.speed), world, device) for m in nets.modules)
     global_batch = cfg.optim.batch_size * world.size
     total = progress.total_steps(epoch_size, global_batch, cfg.optim, cfg.run.max_steps)
-    meter, record, stopping = LossMeter(), {}, False
-    monitor = Monitor(cfg, run.path, val_set, device, progress.step if state else None) if world.main else None
+    meter, record, stopping, first_step = LossMeter(), {}, False, progress.step
+    monitor = Monitor(cfg, run.path, validator, progress.step if state else None) if world.main else None
     with (
         StopSignals() as stop,
         run,
@@ -649,6 +680,7 @@ def _loop(
     return {
         "run_dir": str(run.path),
         "step": progress.step,
+        "steps_run": progress.step - first_step,  # a resumed run: the steps of this process, not since step 0
         "epoch": progress.epoch,
         "seconds": time.perf_counter() - meter.started,
         "losses": {k: v for k, v in record.items() if k not in NOT_LOSSES},
@@ -693,14 +725,11 @@ def _checkpoint(
 
 
 class _Bar:
-    """tqdm when asked, else nothing."""
+    """The run's progress bar when asked, else nothing."""
 
     def __init__(self, enabled: bool, total: int, initial: int) -> None:
-        self.bar, self.val = None, {}
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, mininterval=1.0)
+        # a bar on a terminal, a line a minute in a log file: progress.py, as every command
+        self.bar, self.val = (progress_bar(total, "train", unit="it", initial=initial) if enabled else None), {}
 
     def update(self, n: int) -> None:
         if self.bar is not None:
