@@ -91,7 +91,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands to the `pix2pix data` group (each sets `func`)."""
     from ..data.download import NAMES, URL_ENV
-    from ..data.edges import EDGE_MODEL_INPUTS, HED_THRESHOLD, MIN_EDGE_PIXELS
+    from ..data.edge_settings import EDGE_MODEL_INPUTS, HED_THRESHOLD, MIN_EDGE_PIXELS
 
     p = sub.add_parser(
         "colorize",

@@ -21,12 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-EDGES_EXTRA = 'edge detection needs OpenCV: pip install "pix2pix[edges]" (or pip install opencv-python-headless)'
-HED_THRESHOLD = 25 / 255  # edge probability above which a pixel is an edge (HED post-processing)
-MIN_EDGE_PIXELS = 5
-# HED's own preprocessing (Caffe): BGR, 0-255, minus the ImageNet channel means
-HED_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
-EDGE_MODEL_INPUTS = ("rgb01", "bgr-mean")
+from .edge_settings import EDGE_MODEL_INPUTS, EDGES_EXTRA, HED_BGR_MEAN, HED_THRESHOLD, MIN_EDGE_PIXELS
 
 
 class MissingDependencyError(ImportError):
