@@ -788,4 +788,3 @@ def write_picture(img: Picture, path: Path | str, quality: int = 95) -> None:
             f"{path}: {suffix or 'this format'} cannot hold {c}-channel {img.dtype} pixels; use .png (up to 4 "
             "channels, 16 bit), .tif or .npy"
         )
-
