@@ -12,9 +12,13 @@ Endpoints (all answers to bad requests are JSON `{"error": ...}` with a 4xx stat
 Safety: binds 127.0.0.1 by default; the body size is checked against `Content-Length` before
 anything is read and the pixel count against the header before anything is decoded
 (decompression bombs); requests whose `Host` (DNS rebinding) or `Origin` (cross-site posts) is
-not this server's are refused. One lock serialises inference: the paper mode switches the
-generator's modules to training behaviour and seeds the global RNG (inside fork_rng), so two
-requests must never run the generator at the same time.
+not this server's are refused. Uploads are spooled to a temporary file, not held in memory.
+
+Scheduling (TurnQueue): one generator call at a time, since the paper mode switches the
+generator's modules to training behaviour and seeds the global RNG (inside fork_rng). A call is
+a turn: a small request takes one, an upload larger than `Limits.tile` takes one per tile
+(Pix2Pix.translate_steps), and between two turns the earliest admitted request by virtual finish
+time goes next, so a drawing waits about one tile's time behind a large upload.
 """
 
 from __future__ import annotations
@@ -119,6 +123,12 @@ class TurnQueue:
         self._busy = False
         self._mean_s = 0.5  # running mean of a request's turns in all, for Retry-After
         self._s_per_pixel = 1e-6  # running mean of a request's seconds per pixel
+
+    @property
+    def admitted(self) -> int:
+        """Requests admitted now, running or waiting."""
+        with self._cond:
+            return len(self._admitted)
 
     @contextlib.contextmanager
     def admit(self, pixels: int) -> Iterator[Ticket]:
