@@ -268,3 +268,33 @@ def test_progress_shows_on_a_terminal_and_not_with_quiet(model_dir: Path, tmp_pa
     assert "translate: 100%" in shown and "3/3" in shown
     quiet = _in_a_terminal([*args, "--out", str(tmp_path / "b"), "--quiet"])
     assert "translate:" not in quiet and "wrote 3 image(s)" in quiet
+
+
+# --- one step at a time (the demo server's turns) ----------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["eval", "paper"])
+def test_steps_interleaved_with_other_translations_give_the_same_result(model: Pix2Pix, mode: str) -> None:
+    """Between two steps of a tiled translation other seeded translations run on the same
+    generator (as the server runs small requests between tiles): the result is the one of the
+    steps back to back, which is translate_tiled's with one tile per batch."""
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8))
+    other = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    straight = list(model.translate_steps(image, mode, 5, tile=64, overlap=16))
+    assert all(out is None for out in straight[:-1]) and len(straight) > 4  # one generator call per step
+    interleaved = []
+    for out in model.translate_steps(image, mode, 5, tile=64, overlap=16):
+        interleaved.append(out)
+        model.translate(other, "paper", seed=len(interleaved))  # dropout draws, batch statistics
+    assert np.array_equal(np.asarray(interleaved[-1]), np.asarray(straight[-1]))
+
+    x, scale = model.encode_compact(image)
+    bands = translate_tiled(model.generator, x, scale, 64, 16, mode, 5, batch=1)
+    expected = np.concatenate([np.asarray(predict.to_array(band)) for _, band in bands])
+    assert np.array_equal(np.asarray(straight[-1]), expected)
+
+
+def test_an_image_within_the_tile_is_one_step_of_the_untiled_translation(model: Pix2Pix) -> None:
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (60, 50, 3), dtype=np.uint8))
+    steps = list(model.translate_steps(image, "paper", 3, tile=64))
+    assert len(steps) == 1 and np.array_equal(np.asarray(steps[0]), np.asarray(model.translate(image, "paper", 3)))

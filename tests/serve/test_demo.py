@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -11,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -313,6 +315,95 @@ def test_concurrent_requests_get_their_own_results(server: Running) -> None:
     for index, status, body in results:
         assert status == 200
         assert body == alone[index], f"request {index} got another request's result"
+
+
+def test_a_small_request_runs_between_the_tiles_of_a_large_upload(tmp_path: Path) -> None:
+    """A large upload goes one tile per turn; a small request that comes while it runs is answered
+    after the tile running then, before the upload is done. Asserted by the order of the turns,
+    not by timings. The upload's answer is the one it gets alone."""
+    server = Running(save_tiny_model(tmp_path / "m"), limits=Limits(tile=64, overlap=16))
+    queue = server.server.translator.queue
+    turns: list[int] = []  # the pixels of the request of each turn, in order
+    done: list[str] = []
+    step = queue.step
+
+    @contextlib.contextmanager
+    def logged(ticket):
+        with step(ticket) as waited:
+            turns.append(ticket.pixels)
+            yield waited
+
+    large, small = png_bytes(random_image(256, 192, 3)), png_bytes(random_image(48, 40, 4))
+    results = {}
+
+    def post(name: str, png: bytes) -> None:
+        results[name] = server.translate(png, "mode=paper&seed=7")
+        done.append(name)
+
+    def wait_until(condition) -> None:
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert condition()
+
+    try:
+        status, headers, alone = server.translate(large, "mode=paper&seed=7")
+        total = int(headers["X-Turns"])
+        assert status == 200 and total > 8  # two passes of 12 tiles, one per turn
+        queue._s_per_pixel = 1.0  # the upload's expected length: long (its virtual finish time late)
+        queue.step = logged
+        uploader = threading.Thread(target=post, args=("large", large))
+        uploader.start()
+        wait_until(lambda: turns.count(256 * 192) >= 2)
+        with queue.turn(1):  # taken between two of its tiles: the upload waits mid-way
+            asker = threading.Thread(target=post, args=("small", small))
+            asker.start()
+            wait_until(lambda: len(queue._waiting) == 2)  # the upload and the small request
+        asker.join(30)
+        uploader.join(60)
+        assert done == ["small", "large"]
+        before = turns[: turns.index(48 * 40)].count(256 * 192)
+        assert 2 <= before < total and turns.count(256 * 192) == total  # the small one ran mid-way
+        assert results["small"][0] == results["large"][0] == 200
+        assert results["large"][2] == alone  # interleaved or not, the same answer
+        assert results["large"][1]["X-Turns"] == str(total)
+    finally:
+        server.close()
+
+
+def test_a_large_upload_is_translated_in_tiles_as_the_library_does(tmp_path: Path) -> None:
+    model_dir = save_tiny_model(tmp_path / "m")
+    server = Running(model_dir, limits=Limits(tile=64, overlap=16))
+    try:
+        image = random_image(150, 100, 5)
+        status, headers, body = server.translate(png_bytes(image), "mode=eval")
+        assert status == 200 and int(headers["X-Turns"]) > 1
+        steps = list(Pix2Pix.load(model_dir).translate_steps(image, "eval", tile=64, overlap=16))
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(body))), np.asarray(steps[-1]))
+    finally:
+        server.close()
+
+
+def test_uploads_are_spooled_to_a_file_gone_when_the_request_ends(
+    server: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spooled = []
+    temporary_file = tempfile.TemporaryFile
+
+    def recording(*args, **kwargs):
+        spooled.append(temporary_file(*args, **kwargs))
+        return spooled[-1]
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", recording)
+    monkeypatch.setattr(server.server, "spool_dir", tmp_path)
+    assert server.translate(png_bytes(random_image(40, 30, 0)))[0] == 200
+    assert server.translate(b"not an image, but spooled all the same")[0] == 415
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:  # a body cut short
+        sock.sendall(b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n0123456789")
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.makefile("rb").read().startswith(b"HTTP/1.1 400")
+    assert len(spooled) == 3 and all(file.closed for file in spooled)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_shipped_palettes() -> None:

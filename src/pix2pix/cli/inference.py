@@ -123,6 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         queue_seconds=args.queue_timeout,
         read_seconds=args.read_timeout,
+        tile=args.tile,
     )
     model = Pix2Pix.from_pretrained(args.model, device=resolve_device(args.device))
     server = make_server(
@@ -343,6 +344,13 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=30.0,
         help="seconds a client may take to send a whole request (default 30)",
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=512,
+        help="uploads larger on a side go in tiles of at most this many px, other requests running "
+        "between tiles (default 512)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     add_quiet(p, "do not log each request")

@@ -18,7 +18,7 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ from ..hub.huggingface import HubError, push, snapshot
 from ..hub.model_config import ModelCard
 from ..progress import progress_bar
 from .generator import run_generator
-from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, max_tile_for, translate_tiled, untiled_bytes
+from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, max_tile_for, tiled_steps, translate_tiled, untiled_bytes
 
 
 class Pix2Pix:
@@ -164,6 +164,62 @@ class Pix2Pix:
         out = run_generator(self.generator, x.float(), mode, seed)
         return out[0] if squeeze else out
 
+    def translate_steps(
+        self,
+        image: Image.Image,
+        mode: str = "paper",
+        seed: int | None = None,
+        tile: int = 512,
+        overlap: int = DEFAULT_OVERLAP,
+    ) -> Iterator[Image.Image | None]:
+        """Translate one PIL image a step at a time, for a caller that runs other work between
+        steps: yields None after each generator call but the last, then the translated image.
+
+        An image within `tile` px on both sides is one step, `translate(image, mode, seed)`
+        itself. A larger one is translated in tiles of at most `tile` px (tiling.tiled_steps,
+        one tile per step, the two passes of paper mode included); its result is that of
+        `translate_tiled` with one tile per batch, whatever ran on the generator between steps.
+
+        Example:
+            >>> steps = model.translate_steps(Image.open("scene.png"), "eval", tile=512)  # doctest: +SKIP
+            >>> photo = [out for out in steps if out is not None][0]  # doctest: +SKIP
+        """
+        if image.width <= tile and image.height <= tile:
+            yield self.translate(image, mode, seed)
+            return
+        x, scale = self.encode_compact(image)
+        array = self._output_array(x, 8)
+        rows = 0
+        for bands in tiled_steps(self.generator, x, scale, tile, overlap, mode, seed, batch=1):
+            self._write_bands(array, bands, x, scale)  # rows as they are done: no float copy of the whole
+            rows += sum(band.shape[1] for _, band in bands)
+            if rows == image.height:  # the last band comes with the last step
+                break
+            yield None
+        yield Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+    def _output_array(self, x: torch.Tensor, bits: int) -> np.ndarray:
+        """The empty output (H, W, C) of input x (C_in, H, W), uint8 or uint16 (`bits`)."""
+        channels = 3 if self.colorization else self.out_channels
+        return np.zeros((*x.shape[1:], channels), dtype=np.uint8 if bits == 8 else np.uint16)
+
+    def _write_bands(
+        self,
+        array: np.ndarray,
+        bands: Iterable[tuple[int, torch.Tensor]],
+        x: torch.Tensor,
+        scale: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        """Bands (first row, (C_out, rows, W)) of the translation of x into `array` (its dtype
+        gives the depth); for colorization the RGB photo, L from x."""
+        bits = 8 if array.dtype == np.uint8 else 16
+        for top, band in bands:
+            rows = slice(top, top + band.shape[1])
+            if self.colorization:
+                array[rows] = np.asarray(l_ab_to_image(scale(x[:, rows]), band))
+            else:
+                array[rows] = to_array(band, bits)
+
     def translate_files(
         self,
         inputs: Sequence[str | Path],
@@ -260,13 +316,10 @@ class Pix2Pix:
 
     def _translate_tiled(self, item: _Item, plan: _Plan, out_root: Path) -> Path:
         """One large image through tiling.translate_tiled, its bands written into one array."""
-        _, h, w = item.x.shape
         bits = 8 if self.colorization else plan.bit_depth
-        channels = 3 if self.colorization else self.out_channels
-        array = np.zeros((h, w, channels), dtype=np.uint8 if bits == 8 else np.uint16)
         bar = None
 
-        def on_tiles(done: int, total: int) -> None:
+        def on_tiles(done: int, total: int) -> None:  # a tiled image's own bar counts its tiles
             nonlocal bar
             if bar is None:
                 bar = progress_bar(total, f"tiles of {item.src.name}", plan.progress, unit="tile")
@@ -281,18 +334,14 @@ class Pix2Pix:
             plan.mode,
             plan.seed_for(item.index),
             plan.max_memory,
-            on_tiles,
+            on_tiles=on_tiles,
         )
-        for top, band in bands:
-            rows = slice(top, top + band.shape[1])
-            if self.colorization:
-                array[rows] = np.asarray(l_ab_to_image(item.scale(item.x[:, rows]), band))
-            else:
-                array[rows] = to_array(band, bits)
+        array = self._output_array(item.x, bits)
+        self._write_bands(array, bands, item.x, item.scale)
         if bar is not None:
             bar.close()
-        if channels in (1, 3) and bits == 8:
-            picture: Picture = Image.fromarray(array[:, :, 0] if channels == 1 else array)
+        if array.shape[2] in (1, 3) and bits == 8:
+            picture: Picture = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
         else:
             picture = array
         return _write_output(picture, item.dst, out_root)

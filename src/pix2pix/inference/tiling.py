@@ -179,17 +179,43 @@ def translate_tiled(
     mode: str = "eval",
     seed: int | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
+    batch: int | None = None,
     on_tiles: Callable[[int, int], None] | None = None,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Translate image `x` (C_in, H, W) tile by tile; yields (first row, band (C_out, rows, W)
     float32 in [-1, 1]) from the top down, bands covering every row once.
 
     `tile`: the largest tile side in px (default: what a third of `max_memory` holds); each side
-    gets the tile size and count that cover it with the fewest pixels. As many tiles of a row
-    run as one batch as a third of `max_memory` holds. `x` may be stored compactly (uint8 or
-    uint16 as decoded): `scale` maps a crop of it to the generator's float input in [-1, 1].
-    `on_tiles(done, total)`: called after each batch of tiles (a progress bar counts tiles, not
-    images; a paper-mode image with batch statistics runs every tile twice, both counted)."""
+    gets the tile size and count that cover it with the fewest pixels. `batch`: tiles of a row
+    run as one batch (default: as many as a third of `max_memory` holds). `x` may be stored
+    compactly (uint8 or uint16 as decoded): `scale` maps a crop of it to the generator's float
+    input in [-1, 1]. `on_tiles(done, total)`: called after each batch of tiles (a progress bar
+    counts tiles, not images; a paper-mode image with batch statistics runs every tile twice,
+    both counted)."""
+    for bands in tiled_steps(generator, x, scale, tile, overlap, mode, seed, max_memory, batch, on_tiles):
+        yield from bands
+
+
+def tiled_steps(
+    generator: nn.Module,
+    x: torch.Tensor,
+    scale: Callable[[torch.Tensor], torch.Tensor],
+    tile: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    mode: str = "eval",
+    seed: int | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    batch: int | None = None,
+    on_tiles: Callable[[int, int], None] | None = None,
+) -> Iterator[list[tuple[int, torch.Tensor]]]:
+    """`translate_tiled`, one generator call at a time: after each call (one batch of tiles, of
+    pass 1 or 2) yields the bands that call completed, often none.
+
+    Between two steps nothing of this translation is left on the generator or in the process:
+    each step puts G in `mode`, restores this translation's own RNG state (seeded once by `seed`)
+    and its statistics hooks, and takes them off again. So other translations may run on the same
+    generator between steps (the demo server's requests between the tiles of a large upload)
+    without changing this one's result: it is that of running the steps back to back."""
     multiple = max(size_multiple(generator), 1)
     max_tile = (
         max_tile_for(generator, max_memory) if tile is None else max(multiple, math.ceil(tile / multiple) * multiple)
@@ -206,53 +232,89 @@ def translate_tiled(
         axis_plan(width, max_tile, overlap, multiple),
     )
     if height < tile_h or width < tile_w:
-        yield from _padded(generator, x, scale, (tile_h, tile_w), overlap, mode, seed, max_memory, on_tiles)
+        yield from _padded(generator, x, scale, (tile_h, tile_w), overlap, mode, seed, max_memory, batch, on_tiles)
         return
-    batch = max(1, int(max_memory / 3 // (activation_bytes_per_pixel(generator) * tile_h * tile_w)))
+    if batch is None:
+        batch = int(max_memory / 3 // (activation_bytes_per_pixel(generator) * tile_h * tile_w))
+    batch = max(1, batch)
     wx = [ramp_window(xs, j, tile_w) for j in range(len(xs))]
     device = next((p.device for p in generator.parameters()), torch.device("cpu"))
     layers = _self_normalising(generator, mode)
     stats = _WholeImageStatistics(layers)
+    rng = _RngState(device, seed)
     tiles, tiles_done = len(ys) * len(xs) * (2 if layers else 1), 0
 
-    def run(y0: int) -> Iterator[tuple[int, torch.Tensor]]:
+    def run(y0: int, js: range) -> torch.Tensor:
+        """The tiles js of the row at y0 through G: (len(js), C_out, tile_h, tile_w)."""
         nonlocal tiles_done
-        for j0 in range(0, len(xs), batch):
-            js = range(j0, min(j0 + batch, len(xs)))
-            crops = torch.stack([scale(x[:, y0 : y0 + tile_h, xs[j] : xs[j] + tile_w]) for j in js])
-            outs = generator(crops.to(device)).float().cpu()
-            tiles_done += len(js)
-            if on_tiles is not None:
-                on_tiles(tiles_done, tiles)
-            yield from zip(js, outs)
+        crops = torch.stack([scale(x[:, y0 : y0 + tile_h, xs[j] : xs[j] + tile_w]) for j in js])
+        out = generator(crops.to(device)).float().cpu()
+        tiles_done += len(js)
+        if on_tiles is not None:
+            on_tiles(tiles_done, tiles)
+        return out
 
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.inference_mode())
-        stack.enter_context(generator_mode(generator, mode))
+    @contextlib.contextmanager
+    def step(hooks: Callable[[], contextlib.AbstractContextManager[None]]) -> Iterator[None]:
+        with torch.inference_mode(), generator_mode(generator, mode), rng.restored(), hooks():
+            yield
+
+    chunks = [range(j0, min(j0 + batch, len(xs))) for j0 in range(0, len(xs), batch)]
+    if layers:  # pass 1: the whole image's statistics (module docstring)
+        for y0 in ys:
+            for js in chunks:
+                with step(stats.gathering):
+                    run(y0, js)
+                yield []
+    # the band of rows being blended: tile_h rows from `top`, allocated on the first output
+    acc, weights, top = None, torch.zeros(tile_h, width), 0
+    for i, y0 in enumerate(ys):
+        wy = ramp_window(ys, i, tile_h)
+        for c, js in enumerate(chunks):
+            bands = []
+            with step(stats.applied if layers else contextlib.nullcontext):
+                for j, out in zip(js, run(y0, js)):
+                    acc = torch.zeros(out.shape[0], tile_h, width) if acc is None else acc
+                    w = wy[:, None] * wx[j][None, :]  # (tile_h, tile_w)
+                    acc[:, :, xs[j] : xs[j] + tile_w] += out * w
+                    weights[:, xs[j] : xs[j] + tile_w] += w
+                if c == len(chunks) - 1:  # the row is done
+                    done = (ys[i + 1] if i + 1 < len(ys) else height) - top  # rows no later tile touches
+                    bands.append((top, acc[:, :done] / weights[None, :done]))
+                    # the rows still open move up to the band's start; the freed rows below are cleared
+                    acc[:, : tile_h - done], weights[: tile_h - done] = acc[:, done:].clone(), weights[done:].clone()
+                    acc[:, tile_h - done :], weights[tile_h - done :] = 0, 0
+                    top += done
+            yield bands
+
+
+class _RngState:
+    """The random state of one seeded translation, kept apart from the process's: `restored()`
+    puts it in place for one step and keeps what the step drew (dropout) for the next. Unseeded,
+    the process's own state is used as it is."""
+
+    def __init__(self, device: torch.device, seed: int | None) -> None:
+        self.devices = [device] if device.type == "cuda" else []
+        self.state: tuple[torch.Tensor, list[torch.Tensor]] | None = None
         if seed is not None:
-            stack.enter_context(torch.random.fork_rng(devices=[device] if device.type == "cuda" else []))
-            torch.manual_seed(seed)
-        if layers:  # pass 1: the whole image's statistics (module docstring)
-            with stats.gathering():
-                for y0 in ys:
-                    for _ in run(y0):
-                        pass
-            stack.enter_context(stats.applied())
-        # the band of rows being blended: tile_h rows from `top`, allocated once
-        acc, weights, top = None, torch.zeros(tile_h, width), 0
-        for i, y0 in enumerate(ys):
-            wy = ramp_window(ys, i, tile_h)
-            for j, out in run(y0):
-                acc = torch.zeros(out.shape[0], tile_h, width) if acc is None else acc
-                w = wy[:, None] * wx[j][None, :]  # (tile_h, tile_w)
-                acc[:, :, xs[j] : xs[j] + tile_w] += out * w
-                weights[:, xs[j] : xs[j] + tile_w] += w
-            done = (ys[i + 1] if i + 1 < len(ys) else height) - top  # rows no later tile touches
-            yield top, acc[:, :done] / weights[None, :done]
-            # the rows still open move up to the band's start; the freed rows below are cleared
-            acc[:, : tile_h - done], weights[: tile_h - done] = acc[:, done:].clone(), weights[done:].clone()
-            acc[:, tile_h - done :], weights[tile_h - done :] = 0, 0
-            top += done
+            with torch.random.fork_rng(devices=self.devices):
+                torch.manual_seed(seed)
+                self.state = self._get()
+
+    def _get(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in self.devices]
+
+    @contextlib.contextmanager
+    def restored(self) -> Iterator[None]:
+        if self.state is None:
+            yield
+            return
+        with torch.random.fork_rng(devices=self.devices):
+            torch.set_rng_state(self.state[0])
+            for d, s in zip(self.devices, self.state[1]):
+                torch.cuda.set_rng_state(s, d)
+            yield
+            self.state = self._get()
 
 
 def _padded(
@@ -264,8 +326,9 @@ def _padded(
     mode: str,
     seed: int | None,
     max_memory: int,
+    batch: int | None,
     on_tiles: Callable[[int, int], None] | None = None,
-) -> Iterator[tuple[int, torch.Tensor]]:
+) -> Iterator[list[tuple[int, torch.Tensor]]]:
     """A side shorter than its one tile: padded to it on both sides (reflection where the image
     is large enough, as untiled translation pads), translated, and cropped back."""
     _, height, width = x.shape
@@ -273,9 +336,12 @@ def _padded(
     pads = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
     how = "reflect" if max(pads[:2]) < width and max(pads[2:]) < height else "replicate"
     padded = F.pad(x[None].float(), pads, mode=how)[0].to(x.dtype)  # integer images pad as float and back
-    tiled = translate_tiled(generator, padded, scale, max(tile), overlap, mode, seed, max_memory, on_tiles)
-    for first, band in tiled:
-        rows = band[:, :, pads[0] : pads[0] + width]
-        top, bottom = max(first, pads[2]), min(first + rows.shape[1], pads[2] + height)
-        if bottom > top:
-            yield top - pads[2], rows[:, top - first : bottom - first]
+    tiled = tiled_steps(generator, padded, scale, max(tile), overlap, mode, seed, max_memory, batch, on_tiles)
+    for bands in tiled:
+        cropped = []
+        for first, band in bands:
+            rows = band[:, :, pads[0] : pads[0] + width]
+            top, bottom = max(first, pads[2]), min(first + rows.shape[1], pads[2] + height)
+            if bottom > top:
+                cropped.append((top - pads[2], rows[:, top - first : bottom - first]))
+        yield cropped

@@ -12,9 +12,13 @@ Endpoints (all answers to bad requests are JSON `{"error": ...}` with a 4xx stat
 Safety: binds 127.0.0.1 by default; the body size is checked against `Content-Length` before
 anything is read and the pixel count against the header before anything is decoded
 (decompression bombs); requests whose `Host` (DNS rebinding) or `Origin` (cross-site posts) is
-not this server's are refused. One lock serialises inference: the paper mode switches the
-generator's modules to training behaviour and seeds the global RNG (inside fork_rng), so two
-requests must never run the generator at the same time.
+not this server's are refused. Uploads are spooled to a temporary file, not held in memory.
+
+Scheduling (TurnQueue): one generator call at a time, since the paper mode switches the
+generator's modules to training behaviour and seeds the global RNG (inside fork_rng). A call is
+a turn: a small request takes one, an upload larger than `Limits.tile` takes one per tile
+(Pix2Pix.translate_steps), and between two turns the earliest admitted request by virtual finish
+time goes next, so a drawing waits about one tile's time behind a large upload.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ import io
 import itertools
 import math
 import secrets
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -39,6 +44,7 @@ from ..data.labels import load_palette as load_label_table
 from ..hub.model_config import ModelCard
 from ..inference.generator import MODES, size_multiple
 from ..inference.predict import Pix2Pix
+from ..inference.tiling import DEFAULT_OVERLAP
 from .http import JsonHandler, JsonServer, RequestError
 
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MiB
@@ -46,13 +52,20 @@ DEFAULT_MAX_PIXELS = 16_000_000  # 16 megapixels: about 3 GB of activations for 
 PALETTES = ("cityscapes", "facades")
 # formats PIL may try on an upload; the rest of its plugins are never consulted
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "PPM")
+# px: uploads larger on a side go in tiles of at most this, one per turn; a 512 px tile of the
+# 256 px U-Net is about four 256 px drawings' time, what a drawing waits behind a large upload
+DEFAULT_TILE = 512
+SPOOL_CHUNK = 64 * 1024  # bytes read from the socket and written to the spool file at a time
 
 
 @dataclass(frozen=True)
 class Limits:
     """What one request may cost. `max_queue`: translations admitted at once (one running, the
-    rest waiting); `queue_seconds`: how long one may wait for its turn; `read_seconds`: how long
-    a client may take to send a whole request (a slow trickle keeps a thread busy)."""
+    rest waiting); `queue_seconds`: how long one may wait for its first turn; `read_seconds`: how
+    long a client may take to send a whole request (a slow trickle keeps a thread busy). `tile`:
+    an upload larger than this many px on a side is translated in tiles of at most `tile` px
+    (overlapping by `overlap` px), one tile per turn, so that other requests run between its
+    tiles; a waiting request then waits about one tile's time, not a whole large translation."""
 
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -60,70 +73,122 @@ class Limits:
     queue_seconds: float = 30.0
     read_seconds: float = 30.0
     order: str = "smallest-first"  # or "arrival" (first come, first served)
+    tile: int = DEFAULT_TILE
+    overlap: int = DEFAULT_OVERLAP
 
     def __post_init__(self) -> None:
-        if min(self.max_upload_bytes, self.max_pixels, self.max_queue) < 1:
+        if min(self.max_upload_bytes, self.max_pixels, self.max_queue, self.tile) < 1:
             raise ValueError(f"limits must be positive, got {self}")
         if not (self.queue_seconds > 0 and self.read_seconds > 0):
             raise ValueError(f"time limits must be positive, got {self}")
         if self.order not in ("smallest-first", "arrival"):
             raise ValueError(f"order must be smallest-first or arrival, got {self.order!r}")
+        if not 0 <= self.overlap < self.tile // 2:
+            raise ValueError(f"overlap must be in [0, {self.tile // 2}) for {self.tile} px tiles, got {self.overlap}")
+
+
+@dataclass
+class Ticket:
+    """One admitted request: its place in the order (virtual finish time, arrival number), when
+    it came, and the turns it has had."""
+
+    key: tuple[float, int]
+    pixels: int
+    arrived: float
+    turns: int = 0
+    busy_s: float = 0.0  # seconds its turns took
+    waited_s: float = 0.0  # seconds it waited for them
 
 
 class TurnQueue:
-    """Admission and order for the one generator: at most `size` requests at once, each waiting
-    at most `seconds` for its turn.
+    """Admission and order for the one generator: at most `size` requests admitted at once, one
+    turn (one generator call: a small request, or one tile of a large upload) running at a time,
+    each request waiting at most `seconds` for its first turn.
 
     Order ("smallest-first"): each request gets a virtual finish time, its arrival plus its
-    expected length (pixels x the measured seconds per pixel), and the earliest goes next (as in
-    fair queueing). A small drawing thus goes ahead of large uploads that came at about the same
-    time, so it waits behind the one already running, not behind every queued one; a large upload
-    goes ahead of small requests that came more than its own length later, so it is never
-    starved. "arrival" serves in arrival order."""
+    expected length (pixels x the measured seconds per pixel), and of the admitted requests the
+    earliest has the next turn (as in fair queueing). A large upload keeps its virtual finish time
+    from tile to tile, so a small drawing that comes while it runs goes next, after the tile
+    running now; a large upload goes ahead of small requests that came more than its own length
+    later, so it is never starved. A request that has started is not timed out: only requests of
+    earlier virtual finish time, which came before its own finish time, go ahead of it. "arrival"
+    serves in arrival order, tile by tile all the same."""
 
     def __init__(self, size: int, seconds: float, smallest_first: bool = True) -> None:
         self.size, self.seconds, self.smallest_first = size, seconds, smallest_first
         self._cond = threading.Condition()
-        self._waiting: list[tuple[float, int]] = []  # (virtual finish time, arrival number)
+        self._admitted: list[tuple[float, int]] = []  # keys of the admitted requests
+        self._waiting: list[tuple[float, int]] = []  # keys of those waiting for a turn now
         self._arrivals = itertools.count()
         self._busy = False
-        self._mean_s = 0.5  # running mean of a turn's length, for Retry-After
-        self._s_per_pixel = 1e-6  # running mean of a turn's seconds per pixel
+        self._mean_s = 0.5  # running mean of a request's turns in all, for Retry-After
+        self._s_per_pixel = 1e-6  # running mean of a request's seconds per pixel
+
+    @property
+    def admitted(self) -> int:
+        """Requests admitted now, running or waiting."""
+        with self._cond:
+            return len(self._admitted)
 
     @contextlib.contextmanager
-    def turn(self, pixels: int) -> Iterator[float]:
-        """Wait for this request's turn; yields the seconds it waited."""
+    def admit(self, pixels: int) -> Iterator[Ticket]:
+        """Admit a request of `pixels` for the turns it takes (`step`), or refuse it with a 503
+        when `size` are admitted already."""
         start = time.monotonic()
         with self._cond:
-            if len(self._waiting) + self._busy >= self.size:
-                retry = max(1, math.ceil(self._mean_s * (len(self._waiting) + 1)))
+            if len(self._admitted) >= self.size:
+                retry = max(1, math.ceil(self._mean_s * (len(self._admitted) + 1)))
                 raise RequestError(
                     503, f"the server is busy ({self.size} requests queued); retry in {retry} s",
                     {"Retry-After": str(retry)},
                 )  # fmt: skip
             finish = start + pixels * self._s_per_pixel if self.smallest_first else start
-            ticket = (finish, next(self._arrivals))
-            self._waiting.append(ticket)
-            while self._busy or min(self._waiting) != ticket:
-                left = start + self.seconds - time.monotonic()
-                if left <= 0:
-                    self._waiting.remove(ticket)
+            ticket = Ticket((finish, next(self._arrivals)), pixels, start)
+            self._admitted.append(ticket.key)
+        try:
+            yield ticket
+        finally:
+            with self._cond:
+                self._admitted.remove(ticket.key)
+                if ticket.turns:
+                    self._mean_s = 0.8 * self._mean_s + 0.2 * ticket.busy_s
+                    # per pixel, counting a small image as 256 x 256: fixed costs dominate there
+                    self._s_per_pixel = 0.8 * self._s_per_pixel + 0.2 * ticket.busy_s / max(ticket.pixels, 65536)
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def step(self, ticket: Ticket) -> Iterator[float]:
+        """Wait for one turn of an admitted request: no other turn running, and this request the
+        earliest admitted one. Yields the seconds it waited. Only the first turn has a deadline
+        (`seconds` from admission): a 503 then."""
+        start = time.monotonic()
+        with self._cond:
+            self._waiting.append(ticket.key)
+            while self._busy or min(self._admitted) != ticket.key:
+                left = ticket.arrived + self.seconds - time.monotonic() if ticket.turns == 0 else None
+                if left is not None and left <= 0:
+                    self._waiting.remove(ticket.key)
                     self._cond.notify_all()
                     raise RequestError(503, f"waited {self.seconds:g} s for a turn; retry later", {"Retry-After": "5"})
                 self._cond.wait(left)
-            self._waiting.remove(ticket)
+            self._waiting.remove(ticket.key)
             self._busy = True
         began = time.monotonic()
         try:
             yield began - start
         finally:
             with self._cond:
-                took = time.monotonic() - began
-                self._mean_s = 0.8 * self._mean_s + 0.2 * took
-                # per pixel, counting a small image as 256 x 256: fixed costs dominate there
-                self._s_per_pixel = 0.8 * self._s_per_pixel + 0.2 * took / max(pixels, 65536)
+                ticket.turns += 1
+                ticket.busy_s += time.monotonic() - began
+                ticket.waited_s += began - start
                 self._busy = False
                 self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def turn(self, pixels: int) -> Iterator[float]:
+        """A request of one turn: admitted, then its turn; yields the seconds it waited."""
+        with self.admit(pixels) as ticket, self.step(ticket) as waited_s:
+            yield waited_s
 
 
 # What the page shows about each palette; the classes themselves come from the label tables
@@ -176,16 +241,18 @@ def resolve_palette(flag: str | None, config: ModelCard) -> str | None:
     return name
 
 
-def decode_image(data: bytes, max_pixels: int, mode: str = "RGB") -> Image.Image:
-    """Upload bytes -> PIL image in `mode` ('RGB' or 'L'), EXIF orientation applied;
-    RequestError for what we refuse.
+def decode_image(upload: bytes | BinaryIO, max_pixels: int, mode: str = "RGB") -> Image.Image:
+    """An upload (bytes, or a binary file at its start) -> PIL image in `mode` ('RGB' or 'L'),
+    EXIF orientation applied; RequestError for what we refuse.
 
     The pixel count is checked from the header, before the pixels are decoded.
     """
-    if not data:
+    file = io.BytesIO(upload) if isinstance(upload, bytes) else upload
+    if not file.read(1):
         raise RequestError(400, "empty body: send the image file's bytes (PNG or JPEG) as the request body")
+    file.seek(0)
     try:
-        img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # reads the header only
+        img = Image.open(file, formats=IMAGE_FORMATS)  # reads the header only
     except UnidentifiedImageError:
         raise RequestError(415, f"the body is not an image ({', '.join(IMAGE_FORMATS)} accepted)") from None
     except Image.DecompressionBombError as err:  # PIL's own, larger limit
@@ -250,22 +317,32 @@ class Translator:
             "max_pixels": self.limits.max_pixels,
         }
 
-    def translate_bytes(self, data: bytes, mode: str, seed: int | None) -> tuple[bytes, dict[str, str]]:
-        """Image file bytes -> (PNG bytes of the same size, response headers)."""
+    def translate_upload(self, upload: bytes | BinaryIO, mode: str, seed: int | None) -> tuple[bytes, dict[str, str]]:
+        """An image file (its bytes, or a binary file such as the spooled upload) -> (PNG bytes
+        of the same size, response headers)."""
         # RGB in; Pix2Pix.translate makes the generator's input from it (grey, RGB, or the L of
         # Lab for a colorization model)
-        image = decode_image(data, self.limits.max_pixels)
+        image = decode_image(upload, self.limits.max_pixels)
         if mode == "paper" and seed is None:
             seed = secrets.randbelow(2**31)  # reported back, so any sample can be repeated
-        with self.queue.turn(image.width * image.height) as waited_s:
-            # one at a time across the whole forward pass: generator_mode flips module state and
-            # the seeded RNG is process-wide, so concurrent requests would mix otherwise
-            start = time.perf_counter()
-            out = self.model.translate(image, mode=mode, seed=seed if mode == "paper" else None)
-            inference_ms = (time.perf_counter() - start) * 1000
+        # one generator call per turn, never two at once: generator_mode flips module state and
+        # the seeded RNG is process-wide (translate_steps keeps each request's own between turns)
+        steps = self.model.translate_steps(
+            image, mode, seed if mode == "paper" else None, self.limits.tile, self.limits.overlap
+        )
+        out = None
+        with self.queue.admit(image.width * image.height) as ticket:
+            while out is None:
+                with self.queue.step(ticket):
+                    out = next(steps)
         buffer = io.BytesIO()
         out.save(buffer, format="PNG", compress_level=3)
-        headers = {"X-Mode": mode, "X-Inference-Ms": f"{inference_ms:.1f}", "X-Queue-Ms": f"{waited_s * 1000:.1f}"}
+        headers = {
+            "X-Mode": mode,
+            "X-Inference-Ms": f"{ticket.busy_s * 1000:.1f}",  # all its turns
+            "X-Queue-Ms": f"{ticket.waited_s * 1000:.1f}",  # waits for its turns, between tiles too
+            "X-Turns": str(ticket.turns),
+        }
         if mode == "paper":
             headers["X-Seed"] = str(seed)
         return buffer.getvalue(), headers
@@ -342,18 +419,32 @@ class DemoHandler(JsonHandler):
         if self.headers.get_content_type().startswith("multipart/"):
             raise RequestError(415, "send the image file's bytes as the body, not a multipart form")
         mode, seed = _parse_query(url.query)
-        data = self.rfile.read(length)
-        self._unread = 0
-        if len(data) < length:
-            self.close_connection = True
-            raise RequestError(400, f"the body ended after {len(data)} of {length} bytes (Content-Length)")
-        self._request_read()
-        png, headers = self.server.translator.translate_bytes(data, mode, seed)
+        # spooled to a file of its own (no name on Linux), closed and so deleted when the request
+        # ends, however it ends: an upload never sits in memory as bytes
+        with tempfile.TemporaryFile(prefix="pix2pix-upload-", dir=self.server.spool_dir) as upload:
+            received = 0
+            while received < length:
+                chunk = self.rfile.read(min(length - received, SPOOL_CHUNK))
+                if not chunk:
+                    break
+                upload.write(chunk)
+                received += len(chunk)
+                self._unread = length - received
+            if received < length:
+                self._unread = 0
+                self.close_connection = True
+                raise RequestError(400, f"the body ended after {received} of {length} bytes (Content-Length)")
+            self._request_read()
+            upload.seek(0)
+            png, headers = self.server.translator.translate_upload(upload, mode, seed)
         self._send(200, png, "image/png", headers)
 
 
 class DemoServer(JsonServer):
-    """Serves one Translator; `url` is where to point a browser."""
+    """Serves one Translator; `url` is where to point a browser; uploads are spooled in
+    `spool_dir` (None: the system's temporary folder)."""
+
+    spool_dir: str | Path | None = None
 
     def __init__(self, address: tuple[str, int], translator: Translator, log_requests: bool = False) -> None:
         self.translator = translator

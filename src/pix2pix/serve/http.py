@@ -9,7 +9,8 @@ on the standard library's http.server, with their safety rules.
 - Time: a connection may sit idle or pause `timeout` seconds per read, and a client must send a
   whole request within the server's `read_seconds`, or the connection is cut.
 - Every refusal is JSON `{"error": "...", "status": N}`; an unexpected failure is a JSON 500 and
-  the server goes on.
+  the server goes on. A client that resets its connection or stops reading costs one line on
+  stderr (its address and what happened), never a traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import errno
 import ipaddress
 import json
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -94,6 +96,21 @@ class JsonServer(ThreadingHTTPServer):
     def too_large(self, length: int) -> str:
         """The message for a body over `max_body_bytes`."""
         return f"body of {length:,} bytes is over the limit of {self.max_body_bytes:,}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone (reset, broken pipe, timed out) outside a POST's own handling, e.g.
+        while its request line was read: one line on stderr, not a traceback."""
+        err = sys.exc_info()[1]
+        if isinstance(err, ConnectionError | TimeoutError):
+            self.log_disconnect(client_address, "a request", err)
+        else:
+            super().handle_error(request, client_address)
+
+    def log_disconnect(self, client_address: Any, during: str, err: BaseException) -> None:
+        """One stderr line for a client that went away: its address, when, and how."""
+        host, port = client_address[:2] if isinstance(client_address, tuple) else (client_address, "")
+        how = getattr(err, "strerror", None) or str(err) or "no reason given"
+        sys.stderr.write(f"{host}:{port} went away during {during}: {type(err).__name__} ({how})\n")
 
     @property
     def url(self) -> str:
@@ -232,8 +249,9 @@ class JsonHandler(BaseHTTPRequestHandler):
             )
             if unread:
                 self._drain(min(unread, DRAIN_BYTES))
-        except (ConnectionError, TimeoutError):
+        except (ConnectionError, TimeoutError) as err:
             self.close_connection = True
+            self.server.log_disconnect(self.client_address, f"a {what}", err)
         except Exception as err:  # noqa: BLE001 - the server must answer and keep running
             self.close_connection = True
             self.log_error("%s failed: %r", what, err)
