@@ -24,17 +24,17 @@ from pix2pix.cli import main
 from pix2pix.config import TrainConfig
 from pix2pix.hub.card import model_card
 from pix2pix.hub.folder import load_model, save_model
-from pix2pix.hub.model_config import LEGACY_WEIGHTS, MODEL_WEIGHTS, ModelCard
+from pix2pix.hub.model_config import LEGACY_WEIGHTS, MODEL_WEIGHTS, ModelConfig
 from pix2pix.hub.published import PUBLISHED
 from pix2pix.inference.predict import Pix2Pix
 from pix2pix.models.networks import UNetGenerator
 from tests.data.test_download import Server
 from tests.hub.test_reference import reference_generator
 
-CARD = ModelCard("unet", {"base_channels": 4, "depth": 5}, "BtoA", crop_size=32, objective="l1+cgan")
+CARD = ModelConfig("unet", {"base_channels": 4, "depth": 5}, "BtoA", crop_size=32, objective="l1+cgan")
 
 
-def _tiny_model(folder: Path, card: ModelCard = CARD) -> Path:
+def _tiny_model(folder: Path, card: ModelConfig = CARD) -> Path:
     torch.manual_seed(0)
     save_model(folder, UNetGenerator(3, 3, 4, depth=5), card)
     return folder
@@ -76,7 +76,7 @@ def test_model_folder_is_the_hub_layout_and_old_folders_still_load(tmp_path: Pat
 
 def test_card_says_how_a_run_was_trained(tmp_path: Path) -> None:
     cfg = TrainConfig.from_dict({"data": "/somewhere/facades", "direction": "BtoA", "lr": 1e-4, "workers": 0})
-    card = ModelCard.from_train_config(cfg, step=1234)
+    card = ModelConfig.from_train_config(cfg, step=1234)
     text = model_card(card)
     assert text.startswith("---\nlibrary_name: pix2pix\npipeline_tag: image-to-image\nlicense: other\n")
     assert "- facades\n" in text and "on `facades`, weights of step 1,234." in text

@@ -134,7 +134,7 @@ def test_broken_model_folders_give_clear_errors(model: Pix2Pix, tmp_path: Path) 
 
 
 def test_model_card_reads_old_folders_and_keeps_unknown_keys(tmp_path: Path) -> None:
-    from pix2pix.hub.model_config import ModelCard
+    from pix2pix.hub.model_config import ModelConfig
 
     torch.manual_seed(0)
     g = UNetGenerator(3, 3, base_channels=4, depth=5)
@@ -154,7 +154,7 @@ def test_model_card_reads_old_folders_and_keeps_unknown_keys(tmp_path: Path) -> 
     }  # fmt: skip
     (old / "config.json").write_text(json.dumps(layout))
     model = Pix2Pix.load(old)
-    assert isinstance(model.config, ModelCard)
+    assert isinstance(model.config, ModelConfig)
     assert (model.config.direction, model.config.crop_size, model.input_half) == ("BtoA", 32, "right")
     assert model.config.extra == {"pix2pix_version": "0.1.0", "source": {"file": "latest_net_G.pth"}}
     save_model(tmp_path / "again", model.generator, model.config)

@@ -436,10 +436,10 @@ def test_a_map_drawn_with_the_demo_palette_scores_as_its_classes(name: str) -> N
 
 
 def test_palette_choice() -> None:
-    from pix2pix.hub.model_config import ModelCard
+    from pix2pix.hub.model_config import ModelConfig
 
-    def card(palette: str | None = None) -> ModelCard:
-        return ModelCard("unet", {"base_channels": 4, "depth": 5}, palette=palette)
+    def card(palette: str | None = None) -> ModelConfig:
+        return ModelConfig("unet", {"base_channels": 4, "depth": 5}, palette=palette)
 
     assert resolve_palette(None, card()) is None
     assert resolve_palette(None, card("cityscapes")) == "cityscapes"

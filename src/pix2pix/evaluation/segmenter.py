@@ -20,7 +20,7 @@ from ..data.device import resolve_device
 from ..data.images import open_image, split_pair
 from ..data.labels import IGNORE, Palette, load_palette
 from ..hub.folder import load_model, save_model
-from ..hub.model_config import ModelCard
+from ..hub.model_config import ModelConfig
 from ..models.networks import UNetGenerator, init_weights
 from ..progress import progress_bar
 from .pairs import EvaluationError, label_ids, list_pairs, resize, to_net
@@ -145,7 +145,7 @@ def _segmenter_config(
     generator = {"in_channels": 3, "out_channels": pal.num_classes, "base_channels": channels, "depth": depth}
     generator |= {"norm": "batch", "dropout": 0.0, "output": "logits"}
     extra = {"photo_half": photo_half, "recipe": recipe, "train_seconds": round(seconds, 1)}
-    return ModelCard("unet", generator, crop_size=size, palette=palette, task=SEGMENTER_TASK, extra=extra)
+    return ModelConfig("unet", generator, crop_size=size, palette=palette, task=SEGMENTER_TASK, extra=extra)
 
 
 def _halves(path: Path, photo_half: str) -> tuple[Image.Image, Image.Image]:

@@ -47,7 +47,7 @@ from ..config import TrainConfig, load_preset, unet_depth_for_size
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.segmenter import train_segmenter
 from ..hub.folder import save_model
-from ..hub.model_config import ModelCard
+from ..hub.model_config import ModelConfig
 from ..models.networks import UNetGenerator
 from ..paper import LAB, SETS, ExperimentSet, Row
 from ..training.checkpoint import STATE_FILE
@@ -534,7 +534,7 @@ class _Scoring:
             generator = UNetGenerator(3, 3, base_channels=1, depth=depth, dropout=0.0)
             for tensor in generator.state_dict().values():
                 tensor.zero_()
-            card = ModelCard(
+            card = ModelConfig(
                 "unet", {"base_channels": 1, "depth": depth, "dropout": 0.0}, direction=direction, crop_size=self.size
             )
             save_model(folder / "model", generator, card)

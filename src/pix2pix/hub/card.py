@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from ..paper import SETS
-from .model_config import MODEL_CONFIG, MODEL_WEIGHTS, ModelCard
+from .model_config import MODEL_CONFIG, MODEL_WEIGHTS, ModelConfig
 
 CITATION = """@inproceedings{isola2017image,
   title     = {Image-to-Image Translation with Conditional Adversarial Networks},
@@ -19,7 +19,7 @@ CITATION = """@inproceedings{isola2017image,
 
 
 def model_card(
-    card: ModelCard, repo_id: str | None = None, metrics: dict[str, Any] | None = None, license: str = "other"
+    card: ModelConfig, repo_id: str | None = None, metrics: dict[str, Any] | None = None, license: str = "other"
 ) -> str:
     """The README.md of a model folder: Hub metadata, then what the model does, how it was made,
     its evaluation (from `pix2pix evaluate`'s metrics.json) beside the paper's, usage, citation."""
@@ -35,12 +35,12 @@ def model_card(
     return "\n".join(s for s in sections if s)
 
 
-def _dataset(card: ModelCard) -> str | None:
+def _dataset(card: ModelConfig) -> str | None:
     source = card.extra.get("source", {})
     return source.get("dataset") or card.extra.get("training", {}).get("dataset")
 
 
-def _front_matter(card: ModelCard, license: str) -> str:
+def _front_matter(card: ModelConfig, license: str) -> str:
     tags = ["pix2pix", "image-to-image", "conditional-gan", "gan"]
     if card.task == "segmenter":
         tags = ["pix2pix", "semantic-segmentation", "fcn-score"]
@@ -51,11 +51,11 @@ def _front_matter(card: ModelCard, license: str) -> str:
     return "\n".join(lines + [f"- {tag}" for tag in tags] + ["---", ""])
 
 
-def _pipeline_tag(card: ModelCard) -> str:
+def _pipeline_tag(card: ModelConfig) -> str:
     return "image-segmentation" if card.task == "segmenter" else "image-to-image"
 
 
-def _title(card: ModelCard) -> str:
+def _title(card: ModelConfig) -> str:
     name = card.extra.get("source", {}).get("name")
     if name:
         return f"pix2pix: {name}"
@@ -65,7 +65,7 @@ def _title(card: ModelCard) -> str:
     return f"pix2pix generator ({dataset})" if dataset else "pix2pix generator"
 
 
-def _what_it_does(card: ModelCard) -> str:
+def _what_it_does(card: ModelConfig) -> str:
     g = card.generator
     if card.task == "segmenter":
         what = (
@@ -98,7 +98,7 @@ def _what_it_does(card: ModelCard) -> str:
     return "\n".join(["## What it does", "", what, "", net, files, ""])
 
 
-def _how_it_was_made(card: ModelCard) -> str:
+def _how_it_was_made(card: ModelConfig) -> str:
     source = card.extra.get("source")
     if source:
         lines = [
@@ -134,7 +134,7 @@ def _how_it_was_made(card: ModelCard) -> str:
     return "\n".join(["## How it was made", "", *lines, ""])
 
 
-def _paper_row(card: ModelCard, metrics: dict[str, Any]) -> tuple[str, tuple[float, ...]] | None:
+def _paper_row(card: ModelConfig, metrics: dict[str, Any]) -> tuple[str, tuple[float, ...]] | None:
     """The paper's figures for this model's setting, where the paper has them: Table 1
     (labels -> photo, FCN-scores) or Table 6 (photo -> labels), for Cityscapes, by objective."""
     if "cityscapes" not in str(metrics.get("data", "")).lower():
@@ -147,7 +147,7 @@ def _paper_row(card: ModelCard, metrics: dict[str, Any]) -> tuple[str, tuple[flo
     return (f"{SETS[table].title.split(':')[0]}, {row.name}", row.paper) if row and row.paper else None
 
 
-def _evaluation(card: ModelCard, metrics: dict[str, Any]) -> str:
+def _evaluation(card: ModelConfig, metrics: dict[str, Any]) -> str:
     scored = metrics.get("fcn") or metrics.get("segmentation")
     lines = [
         "## Evaluation",
@@ -185,7 +185,7 @@ def _evaluation(card: ModelCard, metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _usage(card: ModelCard, repo_id: str | None) -> str:
+def _usage(card: ModelConfig, repo_id: str | None) -> str:
     where = repo_id or "path/to/this/folder"
     if card.task == "segmenter":
         body = f"pix2pix evaluate --model GENERATOR --data DATA --segmenter {where}"

@@ -1,4 +1,4 @@
-"""Release weights: a model folder in the Hugging Face Hub layout, `config.json` (the ModelCard,
+"""Release weights: a model folder in the Hugging Face Hub layout, `config.json` (the ModelConfig,
 model_config.py) + `model.safetensors` + a `README.md` model card (card.py), each written
 atomically. Loading needs no flags: the config says how to build the generator. Folders written
 before the Hub layout hold `generator.safetensors` instead: they still load, and are never
@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from ..models.networks import GENERATOR_CLASSES
 from .card import model_card
-from .model_config import LEGACY_WEIGHTS, MODEL_CONFIG, MODEL_README, MODEL_WEIGHTS, CheckpointError, ModelCard
+from .model_config import LEGACY_WEIGHTS, MODEL_CONFIG, MODEL_README, MODEL_WEIGHTS, CheckpointError, ModelConfig
 
 
 def fsync_replace(tmp: Path, path: Path) -> None:
@@ -36,17 +36,19 @@ def first_line(err: BaseException) -> str:
 # --- release weights ---------------------------------------------------------------------------
 
 
-def build_generator(config: ModelCard | dict[str, Any]) -> torch.nn.Module:
-    """Generator from a model card (or a config.json mapping, validated first)."""
-    card = config if isinstance(config, ModelCard) else ModelCard.from_json(config)
+def build_generator(config: ModelConfig | dict[str, Any]) -> torch.nn.Module:
+    """Generator from a model's config (or a config.json mapping, validated first)."""
+    card = config if isinstance(config, ModelConfig) else ModelConfig.from_json(config)
     return GENERATOR_CLASSES[card.architecture](**dict(card.generator))
 
 
-def save_model(folder: Path, generator: torch.nn.Module, config: ModelCard | dict[str, Any], card: bool = True) -> None:
-    """Write config.json (the card) + model.safetensors, each atomically, and the README.md
-    model card (card.model_card) unless `card` is False. A legacy generator.safetensors beside
+def save_model(
+    folder: Path, generator: torch.nn.Module, config: ModelConfig | dict[str, Any], readme: bool = True
+) -> None:
+    """Write config.json (the model's config) + model.safetensors, each atomically, and the
+    README.md model card (card.model_card) unless `readme` is False. A legacy generator.safetensors beside
     them is removed: a folder holds one set of weights."""
-    config = config if isinstance(config, ModelCard) else ModelCard.from_json(config)
+    config = config if isinstance(config, ModelConfig) else ModelConfig.from_json(config)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
@@ -63,7 +65,7 @@ def save_model(folder: Path, generator: torch.nn.Module, config: ModelCard | dic
     fsync_replace(tmp, folder / MODEL_WEIGHTS)
     (folder / LEGACY_WEIGHTS).unlink(missing_ok=True)
     write_text(folder / MODEL_CONFIG, json.dumps(config.to_json(), indent=2) + "\n")
-    if card:
+    if readme:
         write_text(folder / MODEL_README, model_card(config))
 
 
@@ -80,7 +82,7 @@ def weights_path(folder: Path) -> Path:
     return legacy if not (folder / MODEL_WEIGHTS).is_file() and legacy.is_file() else folder / MODEL_WEIGHTS
 
 
-def load_model(folder: Path) -> tuple[torch.nn.Module, ModelCard]:
+def load_model(folder: Path) -> tuple[torch.nn.Module, ModelConfig]:
     """(generator in eval mode, its card) from a model folder; also accepts a run directory
     (its model/ subfolder)."""
     folder = Path(folder)
@@ -90,7 +92,7 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, ModelCard]:
     for path in (config_path, weights_file):
         if not path.is_file():
             raise CheckpointError(f"{path}: missing; a model folder holds {MODEL_CONFIG} and {MODEL_WEIGHTS}")
-    config = ModelCard.read(config_path)
+    config = ModelConfig.read(config_path)
     generator = build_generator(config)
     try:
         weights = load_file(str(weights_file))

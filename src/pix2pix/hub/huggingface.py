@@ -27,7 +27,7 @@ from ..config import TrainConfig
 from ..extras import require
 from .card import model_card
 from .folder import first_line, save_model
-from .model_config import LEGACY_WEIGHTS, MODEL_CONFIG, MODEL_README, MODEL_WEIGHTS, ModelCard
+from .model_config import LEGACY_WEIGHTS, MODEL_CONFIG, MODEL_README, MODEL_WEIGHTS, ModelConfig
 
 HUB_HINT = 'pip install "pix2pix[hub]"'
 METRICS_FILE = "metrics.json"  # what `pix2pix evaluate` writes; shown in the card when beside the model
@@ -42,7 +42,7 @@ class SharedModel(Protocol):
     """What sharing reads of a model (a `pix2pix.SharedModel`): its generator and its config.json."""
 
     generator: nn.Module
-    config: ModelCard
+    config: ModelConfig
 
 
 # --- from and to the Hub ------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def stage(
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
         raise FileExistsError(f"{folder} is not empty; choose an empty or new folder for the files to upload")
-    save_model(folder, model.generator, model.config, card=False)
+    save_model(folder, model.generator, model.config, readme=False)
     (folder / MODEL_README).write_text(model_card(model.config, repo_id, metrics, license))
     if metrics:
         (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -120,7 +120,7 @@ def with_run_training(model: SharedModel, model_path: str | Path) -> SharedModel
         cfg = TrainConfig.from_dict(json.loads(run_config.read_text()), str(run_config))
     except (OSError, ValueError):
         return model  # not a run's model folder: the card says what the model is, not how it was trained
-    training = ModelCard.from_train_config(cfg).extra["training"]
+    training = ModelConfig.from_train_config(cfg).extra["training"]
     model.config = dataclasses.replace(card, extra={**card.extra, "training": training})
     return model
 

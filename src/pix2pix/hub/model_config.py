@@ -1,4 +1,4 @@
-"""A model folder's config.json, typed (ModelCard): how to build the generator and how to use it,
+"""A model folder's config.json, typed (ModelConfig): how to build the generator and how to use it,
 checked before anything is built. The one reader and writer of config.json; the README.md beside
 it is card.py's."""
 
@@ -28,11 +28,11 @@ class CheckpointError(ValueError):
 
 
 @dataclass(frozen=True)
-class ModelCard:
+class ModelConfig:
     """A model folder's config.json, typed: how to build the generator (`architecture` and the
     generator class's arguments) and how to use it. Keys this class does not know (the importer's
     `source`, a segmenter's `recipe`, the writing version) are kept as they were in `extra`.
-    `ModelCard.read` is the one reader of config.json and `to_json` the one writer."""
+    `ModelConfig.read` is the one reader of config.json and `to_json` the one writer."""
 
     architecture: str
     generator: dict[str, Any]
@@ -54,7 +54,7 @@ class ModelCard:
         return int(self.generator.get("out_channels", 3))
 
     @classmethod
-    def from_json(cls, values: dict[str, Any]) -> ModelCard:
+    def from_json(cls, values: dict[str, Any]) -> ModelConfig:
         """From config.json's mapping, checked (CheckpointError names the key and the problem)."""
         validate_model_config(values)
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
@@ -70,7 +70,7 @@ class ModelCard:
         return values | ({"task": self.task} if self.task != "translate" else {})
 
     @classmethod
-    def from_train_config(cls, cfg: TrainConfig, step: int | None = None) -> ModelCard:
+    def from_train_config(cls, cfg: TrainConfig, step: int | None = None) -> ModelConfig:
         """The card of a run's model: the one place a model config is made from a training run."""
         architecture, generator = generator_settings(cfg)
         d = cfg.data
@@ -82,7 +82,7 @@ class ModelCard:
         return dataclasses.replace(card, extra={"training": training})
 
     @classmethod
-    def read(cls, path: Path) -> ModelCard:
+    def read(cls, path: Path) -> ModelConfig:
         try:
             values = json.loads(Path(path).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -18,7 +18,7 @@ import torch
 from ..data.download import DownloadError, fetch, sha256_file
 from .card import model_card
 from .folder import build_generator, write_text
-from .model_config import MODEL_CONFIG, MODEL_README, ModelCard
+from .model_config import MODEL_CONFIG, MODEL_README, ModelConfig
 from .reference import REFERENCE_ARCHS, ReferenceImportError, import_reference
 
 
@@ -67,7 +67,7 @@ def published_size(model: Published) -> int:
 
     depth = REFERENCE_ARCHS[model.arch][1]
     with torch.device("meta"):
-        net = build_generator(ModelCard("unet", {"depth": depth, "innermost_norm": False}))
+        net = build_generator(ModelConfig("unet", {"depth": depth, "innermost_norm": False}))
     return sum(t.numel() * 4 for t in net.state_dict().values() if t.dtype.is_floating_point)
 
 
@@ -130,7 +130,7 @@ def download_model(
     return target
 
 
-def _credit(folder: Path, config: ModelCard, model: Published, url: str, digest: str) -> None:
+def _credit(folder: Path, config: ModelConfig, model: Published, url: str, digest: str) -> None:
     """Record the published model's name, task, dataset, URL and hash in its config and card."""
 
     source = dict(config.extra.get("source", {}))

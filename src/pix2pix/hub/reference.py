@@ -41,7 +41,7 @@ from torch import nn
 
 from ..models.networks import dropout_levels
 from .folder import build_generator, save_model
-from .model_config import MODEL_CONFIG, CheckpointError, ModelCard
+from .model_config import MODEL_CONFIG, CheckpointError, ModelConfig
 
 REFERENCE_REPO = "junyanz/pytorch-CycleGAN-and-pix2pix"
 # --netG of the reference -> (our architecture, U-Net levels or residual blocks)
@@ -165,7 +165,7 @@ def convert_reference(
     direction: str = "AtoB",
     dropout: bool | None = None,
     source: str | Path = "checkpoint",
-) -> tuple[nn.Module, ModelCard]:
+) -> tuple[nn.Module, ModelConfig]:
     """(our generator with the reference weights, its model card) from a reference state dict.
 
     Args:
@@ -226,7 +226,7 @@ def convert_reference(
         )
     else:
         generator_config.update(blocks=size)
-    config = ModelCard(
+    config = ModelConfig(
         architecture,
         generator_config,
         direction,
@@ -289,7 +289,7 @@ def import_reference(
     direction: str = "AtoB",
     dropout: bool | None = None,
     overwrite: bool = False,
-) -> ModelCard:
+) -> ModelConfig:
     """Convert a reference `latest_net_G.pth` into a model folder (config.json +
     model.safetensors + README.md) that `Pix2Pix.load` and `pix2pix translate` read. Returns the config."""
     out = Path(out)

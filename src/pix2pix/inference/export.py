@@ -38,7 +38,7 @@ from .. import extras
 from ..data.images import mode_for_channels, open_image, to_tensor
 from ..extras import MissingExtraError  # noqa: F401 - raised by require, named in docs
 from ..hub.folder import fsync_replace
-from ..hub.model_config import CheckpointError, ModelCard
+from ..hub.model_config import CheckpointError, ModelConfig
 from ..progress import progress_bar
 from ..version import __version__
 from .generator import generator_mode, run_generator, size_multiple
@@ -73,7 +73,7 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def export_onnx(
-    generator: nn.Module, config: ModelCard | dict[str, Any], out: str | Path, opset: int = ONNX_OPSET
+    generator: nn.Module, config: ModelConfig | dict[str, Any], out: str | Path, opset: int = ONNX_OPSET
 ) -> Path:
     """Write `generator` in eval mode to the ONNX file `out` (one self-contained file, written atomically).
 
@@ -89,7 +89,7 @@ def export_onnx(
     require(EXPORT_PACKAGES, "ONNX export")
     out = Path(out)
     multiple = size_multiple(generator)
-    card = config if isinstance(config, ModelCard) else ModelCard.from_json(config)
+    card = config if isinstance(config, ModelConfig) else ModelConfig.from_json(config)
     in_channels = card.in_channels
     # Example input: batch 2 and a bottleneck of at least 2x2, because torch.export would
     # specialise any dimension that is 1 in the example; >= 64 px for the ResNet's 7x7 pads.
@@ -169,7 +169,7 @@ class OnnxGenerator(nn.Module):
         if META_PREFIX + "config" not in meta:
             raise CheckpointError(f"{path}: no pix2pix metadata in this ONNX file; export it with `pix2pix export`")
         self.path = path
-        self.config = ModelCard.from_json(json.loads(meta[META_PREFIX + "config"]))
+        self.config = ModelConfig.from_json(json.loads(meta[META_PREFIX + "config"]))
         self.size_multiple = int(meta[META_PREFIX + "size_multiple"])
         self.input_name = self.session.get_inputs()[0].name
         self.eval()

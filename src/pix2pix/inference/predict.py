@@ -51,7 +51,7 @@ from ..data.images import (
 from ..extras import MissingExtraError
 from ..hub.folder import load_model
 from ..hub.huggingface import HubError, push, snapshot
-from ..hub.model_config import ModelCard
+from ..hub.model_config import ModelConfig
 from ..progress import progress_bar
 from .generator import run_generator
 from .tiling import DEFAULT_MAX_MEMORY, DEFAULT_OVERLAP, max_tile_for, tiled_steps, translate_tiled, untiled_bytes
@@ -66,11 +66,11 @@ class Pix2Pix:
     """
 
     def __init__(
-        self, generator: nn.Module, config: ModelCard | dict[str, Any], device: str | torch.device = "cpu"
+        self, generator: nn.Module, config: ModelConfig | dict[str, Any], device: str | torch.device = "cpu"
     ) -> None:
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval()
-        self.config = config if isinstance(config, ModelCard) else ModelCard.from_json(config)
+        self.config = config if isinstance(config, ModelConfig) else ModelConfig.from_json(config)
         self.in_channels = self.config.in_channels
         self.out_channels = self.config.out_channels
         # colorization: x is the L of Lab, G(x) is ab; the output photo is L + ab in RGB

@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..data.labels import load_palette as load_label_table
-from ..hub.model_config import ModelCard
+from ..hub.model_config import ModelConfig
 from ..inference.generator import MODES, size_multiple
 from ..inference.predict import Pix2Pix
 from ..inference.tiling import DEFAULT_OVERLAP
@@ -229,7 +229,7 @@ def page_palette(name: str) -> dict[str, Any]:
     return {"name": name, "title": title, "source": source, "background": background, "classes": classes}
 
 
-def resolve_palette(flag: str | None, config: ModelCard) -> str | None:
+def resolve_palette(flag: str | None, config: ModelConfig) -> str | None:
     """The palette to show: the --palette flag if given ('none' for none), else the model
     config's "palette" key, else none."""
     name = flag if flag is not None else config.palette

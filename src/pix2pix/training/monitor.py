@@ -38,7 +38,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..extras import require
 from ..hub.folder import save_model
-from ..hub.model_config import ModelCard
+from ..hub.model_config import ModelConfig
 from .validation import Validator, higher_is_better, metric_names, resolve_task
 
 BEST = "model-best"
@@ -112,7 +112,7 @@ class Monitor:
 
     def snapshot(self, step: int, generator: nn.Module) -> None:
         folder = self.path / "snapshots" / f"step_{step:07d}"
-        save_model(folder, generator, ModelCard.from_train_config(self.cfg, step))
+        save_model(folder, generator, ModelConfig.from_train_config(self.cfg, step))
         keep = self.cfg.run.keep_snapshots
         if keep:
             for old in _snapshots(self.path)[:-keep]:
@@ -132,7 +132,7 @@ class Monitor:
         """The new best, beside model-best/ until the next checkpoint (commit)."""
         pending = self.path / PENDING
         shutil.rmtree(pending, ignore_errors=True)
-        save_model(pending, generator, ModelCard.from_train_config(self.cfg, step))
+        save_model(pending, generator, ModelConfig.from_train_config(self.cfg, step))
         better = "higher" if higher_is_better(metric) else "lower"
         best = {"metric": metric, "value": value, "step": step, "better": better}
         (pending / "best.json").write_text(json.dumps(best) + "\n")

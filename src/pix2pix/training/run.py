@@ -31,7 +31,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..hub.folder import save_model
-from ..hub.model_config import CheckpointError, ModelCard
+from ..hub.model_config import CheckpointError, ModelConfig
 from ..version import __version__
 from . import distributed
 from .checkpoint import FORMAT_VERSION, STATE_FILE, rng_state, save_state, set_rng_state
@@ -187,12 +187,12 @@ class RunDir:
             stale.unlink()
         self._truncate_log(step)
         try:
-            saved_step = ModelCard.read(self.path / "model" / "config.json").step
+            saved_step = ModelConfig.read(self.path / "model" / "config.json").step
         except (OSError, CheckpointError):
             saved_step = None
         if saved_step != step:  # a write cut short (full disk, kill between the two files)
             with self.disk_full_reported(step):
-                save_model(self.path / "model", generator, ModelCard.from_train_config(cfg, step))
+                save_model(self.path / "model", generator, ModelConfig.from_train_config(cfg, step))
 
     def _truncate_log(self, step: int) -> None:
         path = self.path / "log.jsonl"
@@ -235,7 +235,7 @@ class RunDir:
         with self.disk_full_reported(state["step"]):
             save_state(self.path / STATE_FILE, state)
         with self.disk_full_reported(state["step"], checkpoint_written=True):
-            save_model(self.path / "model", generator, ModelCard.from_train_config(cfg, state["step"]))
+            save_model(self.path / "model", generator, ModelConfig.from_train_config(cfg, state["step"]))
 
     @contextlib.contextmanager
     def disk_full_reported(self, step: int | None = None, checkpoint_written: bool = False) -> Iterator[None]:
@@ -271,7 +271,7 @@ class RunDir:
     def _model_step(self) -> int | None:
         """The step model/ holds, or None where it holds no complete model."""
         try:
-            return ModelCard.read(self.path / "model" / "config.json").step
+            return ModelConfig.read(self.path / "model" / "config.json").step
         except (OSError, CheckpointError):
             return None
 
