@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pix2pix.experiments.reproduce import format_report, relative_paths
+from pix2pix.experiments.reproduce import REFERENCE_FILE, format_report, relative_paths
 from pix2pix.experiments.verdicts import (
     BEYOND,
     EDGE,
@@ -53,8 +53,10 @@ def test_the_committed_reports_hold_the_rules_verdicts() -> None:
     assert len(JUDGED) >= 7, [p.name for p in JUDGED]  # table1-3, table6, losses, augmentation, batch_size
     for path in JUDGED:
         report = json.loads(path.read_text())
+        beside = REPORTS / REFERENCE_FILE.format(report["set"])  # the reference code's rows, where trained
+        reference = json.loads(beside.read_text()) if beside.is_file() else None
         # JSON round trip: the committed figures are the rule's, to the last digit
-        assert json.loads(json.dumps(judge(report, seeds))) == report["verdicts"], path.name
+        assert json.loads(json.dumps(judge(report, seeds, reference))) == report["verdicts"], path.name
         text = path.with_suffix(".md").read_text()
         assert text.startswith(format_report(report, SETS[report["set"]])), path.name
 
@@ -152,3 +154,11 @@ def test_a_report_beside_the_reference_codes_rows_judges_each_row_and_pair_again
     assert "| cGAN | 0.136 | 0.200 | -0.064 |" in text and "reference code, same protocol |" in text
     # another set's or protocol's reference rows are not used
     assert "reference" not in judge(report, seeds, {**reference, "protocol": "full"})
+
+
+def test_table1_carries_the_reference_codes_rows_judged_by_the_rule() -> None:
+    reference = json.loads((REPORTS / "reference-table1.json").read_text())
+    assert reference["set"] == "table1" and reference["protocol"] == "reduced" and reference["rows"]
+    judged = _load("table1")["verdicts"]["reference"]
+    assert {v["a"] for v in judged} == {r["row"] for r in reference["rows"]}
+    assert "| row | ours | reference code | gap | s (from) | verdict |" in (REPORTS / "table1-reduced.md").read_text()
