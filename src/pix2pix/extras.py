@@ -23,3 +23,16 @@ def require(packages: Sequence[str], purpose: str, hint: str) -> list[ModuleType
     if missing:
         raise MissingExtraError(f"{purpose} needs {', '.join(missing)}, which is not installed: {hint}")
     return modules
+
+
+def pyplot() -> ModuleType | None:
+    """matplotlib.pyplot on the file-only Agg backend, or None where the `plots` extra is not
+    installed (reports then keep their tables and say there is no plot)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt

@@ -46,6 +46,7 @@ import torch
 from ..config import TrainConfig, load_preset, unet_depth_for_size
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.segmenter import train_segmenter
+from ..extras import pyplot
 from ..hub.folder import save_model
 from ..hub.model_config import ModelConfig
 from ..models.networks import UNetGenerator
@@ -346,12 +347,8 @@ def curve(run_dir: Path) -> list[dict[str, Any]]:
 def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, log: Callable[[str], None] = print) -> str | None:
     """One figure: class IoU and the L, a, b intersections against epochs, a line per row. Needs
     matplotlib (the `plots` extra); without it the report's table holds the same figures."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         log('no plot: matplotlib is not installed (pip install "pix2pix[plots]")')
         return None
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))

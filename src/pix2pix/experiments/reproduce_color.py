@@ -42,6 +42,7 @@ from ..data.device import resolve_device
 from ..data.images import ImageError, list_images, open_image
 from ..evaluation.evaluate import Scores, Setup
 from ..evaluation.pairs import to_unit
+from ..extras import pyplot
 from ..inference.predict import Pix2Pix
 from ..metrics.perceptual import PerceptualScorer, WeightsMissingError
 from ..models.resnet_unet import KNOWN_ENCODERS
@@ -337,12 +338,8 @@ def plot_distributions(
     """Seed 003 Fig. 14: each channel's distribution (L, a, b; R, G, B) over the val photos, the
     real photos filled, each model a line. Needs matplotlib (the `plots` extra); without it the
     report says so and the JSON still holds the histograms."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         log('[colorization] no plot: matplotlib is not installed (pip install "pix2pix[plots]")')
         return None
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
